@@ -1,0 +1,49 @@
+"""Shared behaviour of the frozen, validated configs saved beside every artifact."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T", bound="Config")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Subclasses are frozen dataclasses that validate themselves in ``__post_init__``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"type": type(self).__name__, **self.to_dict()}
+        path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+        return path
+
+    @classmethod
+    def load(cls: type[T], path: str | Path) -> T:
+        data = json.loads(Path(path).read_text())
+        data.pop("type", None)
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: _tuples(v) for k, v in data.items() if k in names})
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _tuples(value: Any) -> Any:
+    # JSON has no tuples; frozen configs hold tuples so they stay hashable.
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value

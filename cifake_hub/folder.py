@@ -1,0 +1,220 @@
+"""The dataset folder every stage writes and reads: Parquet shards per split + card YAML.
+
+Layout (what ``datasets.load_dataset(DIR)`` and the Hub both understand)::
+
+    DIR/README.md                        YAML: dataset_info (features, splits, sizes), configs
+    DIR/data/<split>-00000-of-0000N.parquet
+
+Rows are streamed into row groups, so memory stays bounded whatever the size of the set.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cifake_hub.errors import DatasetFolderError
+from cifake_hub.schema import COLUMNS, SPLITS, features
+
+DATA_DIR = "data"
+CARD_FILE = "README.md"
+# Small row groups keep the Hub viewer and random access cheap for image tables.
+ROW_GROUP_ROWS = 1_000
+SHARD_ROWS = 50_000
+
+
+@dataclass
+class SplitStats:
+    num_examples: int = 0
+    num_bytes: int = 0
+    shards: list[str] = field(default_factory=list)
+
+
+class _SplitWriter:
+    """Appends rows of one split to numbered Parquet shards."""
+
+    def __init__(self, data_dir: Path, split: str, schema: pa.Schema, shard_rows: int):
+        self.data_dir, self.split, self.schema, self.shard_rows = (
+            data_dir,
+            split,
+            schema,
+            shard_rows,
+        )
+        self.stats = SplitStats()
+        self._buffer: dict[str, list[Any]] = {c: [] for c in COLUMNS}
+        self._buffered = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._rows_in_shard = 0
+
+    def add(self, row: Mapping[str, Any]) -> None:
+        for c in COLUMNS:
+            self._buffer[c].append(row[c])
+        self._buffered += 1
+        if self._buffered >= min(ROW_GROUP_ROWS, self.shard_rows - self._rows_in_shard):
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buffered:
+            return
+        table = pa.Table.from_pydict(self._buffer, schema=self.schema)
+        if self._writer is None:
+            path = self.data_dir / f"{self.split}-{len(self.stats.shards):05d}.parquet.tmp"
+            self.stats.shards.append(path.name)
+            self._writer = pq.ParquetWriter(path, self.schema)
+        self._writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+        self.stats.num_examples += table.num_rows
+        self.stats.num_bytes += table.nbytes
+        self._rows_in_shard += table.num_rows
+        self._buffer = {c: [] for c in COLUMNS}
+        self._buffered = 0
+        if self._rows_in_shard >= self.shard_rows:
+            self._close_shard()
+
+    def _close_shard(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+            self._rows_in_shard = 0
+
+    def close(self) -> SplitStats:
+        self._flush()
+        self._close_shard()
+        # Shard names carry the total ("-of-N"), known only now.
+        total = len(self.stats.shards)
+        final = []
+        for i, tmp in enumerate(self.stats.shards):
+            name = f"{self.split}-{i:05d}-of-{total:05d}.parquet"
+            (self.data_dir / tmp).rename(self.data_dir / name)
+            final.append(name)
+        self.stats.shards = final
+        return self.stats
+
+
+class DatasetFolderWriter:
+    """Streams rows into ``out_dir`` and writes the card YAML on :meth:`close`.
+
+    Use as a context manager; on an exception the partial shards are removed and nothing
+    that looks like a finished dataset is left behind.
+    """
+
+    def __init__(
+        self, out_dir: str | Path, *, overwrite: bool = False, shard_rows: int = SHARD_ROWS
+    ):
+        if shard_rows < 1:
+            raise DatasetFolderError(f"shard_rows must be >= 1, got {shard_rows}")
+        self.out_dir = Path(out_dir)
+        self.data_dir = self.out_dir / DATA_DIR
+        if self.data_dir.exists() and any(self.data_dir.iterdir()):
+            if not overwrite:
+                raise DatasetFolderError(
+                    f"{self.out_dir} already holds a dataset ({self.data_dir} is not empty); "
+                    "choose another --out or pass --overwrite"
+                )
+            shutil.rmtree(self.data_dir)
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatasetFolderError(f"cannot create {self.data_dir}: {exc.strerror}") from exc
+        self.features = features()
+        self.schema = self.features.arrow_schema
+        self.shard_rows = shard_rows
+        self._splits: dict[str, _SplitWriter] = {}
+        self.stats: dict[str, SplitStats] = {}
+
+    def add(self, split: str, row: Mapping[str, Any]) -> None:
+        writer = self._splits.get(split)
+        if writer is None:
+            if split not in SPLITS:
+                raise DatasetFolderError(f"unknown split {split!r}; expected one of {SPLITS}")
+            writer = self._splits[split] = _SplitWriter(
+                self.data_dir, split, self.schema, self.shard_rows
+            )
+        writer.add(row)
+
+    def add_many(self, split: str, rows: Iterable[Mapping[str, Any]]) -> None:
+        for row in rows:
+            self.add(split, row)
+
+    def close(
+        self, *, pretty_name: str = "CIFAKE", body: str | None = None
+    ) -> dict[str, SplitStats]:
+        for split in SPLITS:
+            if split in self._splits:
+                self.stats[split] = self._splits[split].close()
+        if not self.stats:
+            raise DatasetFolderError(f"no rows were written to {self.out_dir}")
+        write_card_yaml(self.out_dir, self.stats, pretty_name=pretty_name, body=body)
+        return self.stats
+
+    def abort(self) -> None:
+        for writer in self._splits.values():
+            writer._close_shard()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> DatasetFolderWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is not None:
+            self.abort()
+
+
+def write_card_yaml(
+    out_dir: Path, stats: Mapping[str, SplitStats], *, pretty_name: str, body: str | None
+) -> Path:
+    """Write ``README.md`` whose YAML declares our features, splits, sizes and data files.
+
+    An existing card body is kept (only its YAML is updated), so a richer card rendered
+    later survives a rebuild.
+    """
+    import datasets
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    path = out_dir / CARD_FILE
+    if path.exists():
+        card = DatasetCard.load(path)
+        data = card.data
+    else:
+        data = DatasetCardData(pretty_name=pretty_name, license="mit")
+        card = DatasetCard(f"---\n{data.to_yaml()}\n---\n" + (body or _default_body(pretty_name)))
+        data = card.data
+    splits = datasets.SplitDict()
+    for name, s in stats.items():
+        splits.add(
+            datasets.SplitInfo(name=name, num_bytes=s.num_bytes, num_examples=s.num_examples)
+        )
+    size = sum(f.stat().st_size for f in (out_dir / DATA_DIR).glob("*.parquet"))
+    info = datasets.DatasetInfo(
+        features=features(),
+        splits=splits,
+        download_size=size,
+        dataset_size=sum(s.num_bytes for s in stats.values()),
+    )
+    data.pop("dataset_info", None)
+    data.pop("configs", None)
+    datasets.info.DatasetInfosDict({"default": info}).to_dataset_card_data(data)
+    datasets.utils.metadata.MetadataConfigs(
+        {
+            "default": {
+                "data_files": [{"split": name, "path": f"{DATA_DIR}/{name}-*"} for name in stats]
+            }
+        }
+    ).to_dataset_card_data(data)
+    card.data = data
+    card.save(path)
+    return path
+
+
+def _default_body(pretty_name: str) -> str:
+    return (
+        f"\n# {pretty_name}\n\n"
+        "REAL (CIFAR-10) and FAKE (Stable Diffusion) 32x32 images with CIFAR-10 classes, "
+        "in the layout of the CIFAKE study (Bird & Lotfi 2023). "
+        "Render the full card with `cifake card dataset DIR`.\n"
+    )

@@ -1,0 +1,332 @@
+"""Import the Kaggle CIFAKE download (zip or extracted folder) into a dataset folder.
+
+Kaggle's layout is ``[top/]<split>/<REAL|FAKE>/NNNN (k).jpg``: k is the CIFAR-10 class
+1..10 (no suffix means 1) and NNNN the index within the class. Every file's original bytes
+are kept. Exact duplicates (same bytes) are found inside and across splits and reported;
+with ``dedupe`` the later copy (order: train before test, then label, class, index) is
+dropped. Every input file ends up either in the output or in ``import_report.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import zipfile
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cifake_hub.config import Config
+from cifake_hub.errors import ConfigError, FileNameError, InvalidImageError, SourceError
+from cifake_hub.folder import DatasetFolderWriter, SplitStats
+from cifake_hub.images import image_problem
+from cifake_hub.schema import CLASS_NAMES, LABEL_NAMES, SPLITS, make_row
+
+SOURCE_NAME = "kaggle-cifake"
+REPORT_FILE = "import_report.json"
+CONFIG_FILE = "import_config.json"
+
+_ENTRY = re.compile(
+    r"^(?:(?P<top>[^/]+)/)?(?P<split>train|test)/(?P<label>REAL|FAKE)/(?P<name>[^/]+)$",
+    re.IGNORECASE,
+)
+_NAME = re.compile(r"^(?P<index>\d+)(?: \((?P<k>\d+)\))?\.(?:jpe?g|png)$", re.IGNORECASE)
+_CHUNK = 2_000
+
+
+@dataclass(frozen=True)
+class ImportConfig(Config):
+    src: str
+    out: str
+    dedupe: bool = False
+    strict: bool = False
+    workers: int = 2
+    shard_rows: int = 50_000
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ConfigError(f"workers must be >= 1, got {self.workers}")
+        if self.shard_rows < 1:
+            raise ConfigError(f"shard_rows must be >= 1, got {self.shard_rows}")
+
+
+@dataclass(frozen=True, order=True)
+class KaggleEntry:
+    """One image file of the download, in import order."""
+
+    split_order: int
+    label: int
+    category: int
+    index: int
+    name: str = field(compare=False)  # path inside the zip or folder
+
+    @property
+    def split(self) -> str:
+        return SPLITS[self.split_order]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "file": self.name,
+            "split": self.split,
+            "label": LABEL_NAMES[self.label],
+            "category": CLASS_NAMES[self.category],
+            "index": self.index,
+        }
+
+
+def parse_file_name(name: str) -> tuple[int, int]:
+    """``"0042 (3).jpg"`` -> (category 2, index 42); no suffix means class 1 (airplane)."""
+    m = _NAME.match(name)
+    k = int(m["k"]) if m and m["k"] else 1
+    if m is None or not 1 <= k <= len(CLASS_NAMES):
+        raise FileNameError(
+            f"cannot parse Kaggle CIFAKE file name {name!r}: expected 'NNNN (k).jpg' "
+            f"with k in 1..{len(CLASS_NAMES)}, or 'NNNN.jpg' for class 1"
+        )
+    return k - 1, int(m["index"])
+
+
+class _Source:
+    """Read access to the download, a zip file or a folder, by relative posix path."""
+
+    def __init__(self, src: str | Path):
+        self.path = Path(src)
+        self._zip: zipfile.ZipFile | None = None
+        if not self.path.exists():
+            raise SourceError(
+                f"Kaggle CIFAKE source {str(self.path)!r} does not exist; "
+                "pass the downloaded zip or its extracted folder"
+            )
+        if self.path.is_file():
+            try:
+                self._zip = zipfile.ZipFile(self.path)
+            except zipfile.BadZipFile as exc:
+                raise SourceError(
+                    f"{self.path} is not a zip file ({exc}); pass the Kaggle "
+                    "CIFAKE zip or its extracted folder"
+                ) from exc
+
+    def names(self) -> list[str]:
+        if self._zip is not None:
+            return [i.filename for i in self._zip.infolist() if not i.is_dir()]
+        return sorted(
+            p.relative_to(self.path).as_posix() for p in self.path.rglob("*") if p.is_file()
+        )
+
+    def read(self, name: str) -> bytes:
+        if self._zip is not None:
+            return self._zip.read(name)
+        return (self.path / name).read_bytes()
+
+    def close(self) -> None:
+        if self._zip is not None:
+            self._zip.close()
+
+
+@dataclass
+class Layout:
+    entries: list[KaggleEntry]
+    ignored: list[dict[str, str]]
+    total_files: int
+
+
+def scan(source: str | Path) -> Layout:
+    """Find the image files of the download and where each belongs; nothing is read yet."""
+    src = _Source(source)
+    try:
+        names = src.names()
+    finally:
+        src.close()
+    entries: list[KaggleEntry] = []
+    ignored: list[dict[str, str]] = []
+    tops: set[str | None] = set()
+    for name in names:
+        m = _ENTRY.match(name)
+        base = name.rsplit("/", 1)[-1]
+        if m is None or base.startswith(".") or name.startswith("__MACOSX/"):
+            ignored.append({"file": name, "reason": "outside <split>/<REAL|FAKE>/ or hidden"})
+            continue
+        tops.add(m["top"])
+        category, index = parse_file_name(m["name"])
+        entries.append(
+            KaggleEntry(
+                split_order=SPLITS.index(m["split"].lower()),
+                label=LABEL_NAMES.index(m["label"].upper()),
+                category=category,
+                index=index,
+                name=name,
+            )
+        )
+    if not entries:
+        raise SourceError(
+            f"{source} has no images under train/REAL, train/FAKE, test/REAL or test/FAKE "
+            "(optionally inside one top folder); is it the Kaggle CIFAKE download?"
+        )
+    if len(tops) > 1:
+        shown = ", ".join(sorted(t or "." for t in tops))
+        raise SourceError(f"{source} holds several CIFAKE trees ({shown}); import one at a time")
+    entries.sort()
+    return Layout(entries=entries, ignored=ignored, total_files=len(names))
+
+
+# One open source per worker process: opening a zip parses its whole central directory.
+_worker_source: _Source | None = None
+
+
+def _open_worker_source(source: str) -> None:
+    global _worker_source
+    _worker_source = _Source(source)
+
+
+def _check_chunk(names: Sequence[str]) -> list[tuple[bytes, bytes, str | None]]:
+    """Read, hash and validate files; runs in worker processes."""
+    assert _worker_source is not None
+    out = []
+    for name in names:
+        data = _worker_source.read(name)
+        out.append((data, hashlib.sha256(data).digest(), image_problem(data)))
+    return out
+
+
+def _checked(
+    source: str, entries: Sequence[KaggleEntry], workers: int
+) -> Iterator[tuple[KaggleEntry, bytes, bytes, str | None]]:
+    """Entries with their bytes, hash and problem, in order; at most 2 chunks per worker
+    are in flight, so memory stays bounded when the writer is the slower side."""
+    chunks = [entries[i : i + _CHUNK] for i in range(0, len(entries), _CHUNK)]
+    if workers == 1:
+        _open_worker_source(source)
+        for chunk in chunks:
+            yield from _zip_chunk(chunk, _check_chunk([e.name for e in chunk]))
+        return
+    with ProcessPoolExecutor(workers, initializer=_open_worker_source, initargs=(source,)) as pool:
+        pending: deque[tuple[Sequence[KaggleEntry], Future[list[Any]]]] = deque()
+        todo = iter(chunks)
+        for chunk in todo:
+            pending.append((chunk, pool.submit(_check_chunk, [e.name for e in chunk])))
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            chunk, future = pending.popleft()
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append((nxt, pool.submit(_check_chunk, [e.name for e in nxt])))
+            yield from _zip_chunk(chunk, future.result())
+
+
+def _zip_chunk(
+    chunk: Sequence[KaggleEntry], results: list[tuple[bytes, bytes, str | None]]
+) -> Iterator[tuple[KaggleEntry, bytes, bytes, str | None]]:
+    for entry, (data, digest, problem) in zip(chunk, results, strict=True):
+        yield entry, data, digest, problem
+
+
+@dataclass
+class ImportResult:
+    stats: dict[str, SplitStats]
+    report: dict[str, Any]
+    report_path: Path
+
+
+def import_kaggle(
+    config: ImportConfig,
+    *,
+    overwrite: bool = False,
+    layout: Layout | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ImportResult:
+    """Import ``config.src`` into ``config.out``; see the module docstring.
+
+    ``layout`` is the result of :func:`scan` when the caller already has it.
+    """
+    layout = layout or scan(config.src)
+    out = Path(config.out)
+    first_seen: dict[bytes, KaggleEntry] = {}
+    groups: dict[bytes, list[KaggleEntry]] = defaultdict(list)
+    invalid: list[dict[str, Any]] = []
+    dropped: list[dict[str, Any]] = []
+    written: Counter[tuple[str, str, str]] = Counter()
+
+    with DatasetFolderWriter(out, overwrite=overwrite, shard_rows=config.shard_rows) as writer:
+        for entry, data, digest, problem in _checked(
+            str(config.src), layout.entries, config.workers
+        ):
+            if progress:
+                progress(1)
+            if problem is not None:
+                if config.strict:
+                    raise InvalidImageError(f"{entry.name}: {problem} (--strict)")
+                invalid.append({**entry.describe(), "problem": problem})
+                continue
+            original = first_seen.setdefault(digest, entry)
+            if original is not entry:
+                groups[digest].append(entry)
+                if config.dedupe:
+                    dropped.append({**entry.describe(), "duplicate_of": original.name})
+                    continue
+            writer.add(
+                entry.split,
+                make_row(
+                    data,
+                    entry.label,
+                    entry.category,
+                    image_path=entry.name.rsplit("/", 1)[-1],
+                    source=SOURCE_NAME,
+                    source_file=entry.name,
+                    source_index=entry.index,
+                ),
+            )
+            written[(entry.split, LABEL_NAMES[entry.label], CLASS_NAMES[entry.category])] += 1
+        stats = writer.close(pretty_name="CIFAKE (Kaggle import)")
+
+    for digest, later in groups.items():
+        later.insert(0, first_seen[digest])
+    report = _report(config, layout, stats, written, invalid, dropped, list(groups.values()))
+    report_path = out / REPORT_FILE
+    report_path.write_text(json.dumps(report, indent=1) + "\n")
+    config.save(out / CONFIG_FILE)
+    return ImportResult(stats=stats, report=report, report_path=report_path)
+
+
+def _report(
+    config: ImportConfig,
+    layout: Layout,
+    stats: dict[str, SplitStats],
+    written: Counter[tuple[str, str, str]],
+    invalid: list[dict[str, Any]],
+    dropped: list[dict[str, Any]],
+    groups: list[list[KaggleEntry]],
+) -> dict[str, Any]:
+    rows = sum(s.num_examples for s in stats.values())
+    accounted = rows + len(invalid) + len(dropped) + len(layout.ignored)
+    if accounted != layout.total_files:
+        raise AssertionError(f"import lost files: {accounted} accounted of {layout.total_files}")
+    dup_counts: Counter[str] = Counter()
+    cross_split = 0
+    for group in groups:
+        splits = {e.split for e in group}
+        if len(splits) > 1:
+            cross_split += 1
+        for e in group[1:]:
+            dup_counts[f"{e.split}/{LABEL_NAMES[e.label]}/{CLASS_NAMES[e.category]}"] += 1
+    return {
+        "source": str(config.src),
+        "input_files": layout.total_files,
+        "rows_written": rows,
+        "rows_per_split_label_class": {"/".join(k): v for k, v in sorted(written.items())},
+        "invalid": invalid,
+        "ignored": layout.ignored,
+        "duplicates": {
+            "groups": len(groups),
+            "extra_copies": sum(len(g) - 1 for g in groups),
+            "groups_across_splits": cross_split,
+            "extra_copies_per_split_label_class": dict(sorted(dup_counts.items())),
+            "dropped": config.dedupe,
+            "list": [[e.describe() for e in g] for g in groups],
+        },
+        "dropped": dropped,
+    }

@@ -1,0 +1,104 @@
+"""The one row schema shared by every split and every way of building a CIFAKE dataset.
+
+One row per image. ``label`` follows the paper (FAKE=0, REAL=1); ``category`` is the
+CIFAR-10 class. Provenance columns are nullable: a generated (FAKE) row fills the prompt,
+seed and generator settings; a REAL row fills where it came from. Imported rows fill what
+the import knows.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from cifake_hub.errors import ClassNameError
+
+if TYPE_CHECKING:
+    import datasets
+
+LABEL_NAMES: tuple[str, ...] = ("FAKE", "REAL")
+FAKE, REAL = 0, 1
+
+# CIFAR-10's standard class order; the Kaggle CIFAKE suffix "(k)" is 1 + this index.
+CLASS_NAMES: tuple[str, ...] = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
+
+IMAGE_SIZE = 32
+SPLITS: tuple[str, ...] = ("train", "test")
+
+# name -> datasets dtype; all nullable.
+PROVENANCE_COLUMNS: dict[str, str] = {
+    "source": "string",  # e.g. "kaggle-cifake", "hub:uoft-cs/cifar10", "cifar-tar", "generator"
+    "source_file": "string",  # file or batch the image came from, when there is one
+    "source_index": "int64",  # index within the source split (REAL) or within the class (Kaggle)
+    "prompt": "string",
+    "seed": "int64",
+    "model_id": "string",
+    "scheduler": "string",
+    "steps": "int32",
+    "guidance_scale": "float32",
+    "render_size": "int32",
+    "batch_size": "int32",
+}
+COLUMNS: tuple[str, ...] = ("image", "label", "category", *PROVENANCE_COLUMNS)
+
+
+def features() -> datasets.Features:
+    """The ``datasets.Features`` of a CIFAKE dataset."""
+    import datasets
+
+    return datasets.Features(
+        {
+            "image": datasets.Image(),
+            "label": datasets.ClassLabel(names=list(LABEL_NAMES)),
+            "category": datasets.ClassLabel(names=list(CLASS_NAMES)),
+            **{name: datasets.Value(dtype) for name, dtype in PROVENANCE_COLUMNS.items()},
+        }
+    )
+
+
+def make_row(
+    image_bytes: bytes,
+    label: int,
+    category: int,
+    *,
+    image_path: str | None = None,
+    **provenance: Any,
+) -> dict[str, Any]:
+    """One row in the encoded (Arrow-ready) form; unknown provenance names are an error."""
+    unknown = set(provenance) - set(PROVENANCE_COLUMNS)
+    if unknown:
+        raise KeyError(
+            f"unknown provenance columns {sorted(unknown)}; known: {list(PROVENANCE_COLUMNS)}"
+        )
+    if label not in (FAKE, REAL):
+        raise ValueError(f"label must be 0 (FAKE) or 1 (REAL), got {label!r}")
+    if not 0 <= category < len(CLASS_NAMES):
+        raise ValueError(f"category must be 0..{len(CLASS_NAMES) - 1}, got {category!r}")
+    row: dict[str, Any] = {
+        "image": {"bytes": image_bytes, "path": image_path},
+        "label": label,
+        "category": category,
+    }
+    for name in PROVENANCE_COLUMNS:
+        row[name] = provenance.get(name)
+    return row
+
+
+def category_index(name: str) -> int:
+    """CIFAR-10 class index of ``name`` (case-insensitive)."""
+    try:
+        return CLASS_NAMES.index(name.strip().lower())
+    except ValueError:
+        raise ClassNameError(
+            f"unknown class name {name!r}; expected one of {', '.join(CLASS_NAMES)}"
+        ) from None

@@ -1,0 +1,30 @@
+"""Shared fixtures. Tests run offline and build all their data themselves."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+# Read by huggingface_hub/datasets at import time: set before anything imports them.
+_HF_HOME = tempfile.mkdtemp(prefix="cifake-hf-home-")
+os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
+os.environ["HF_HOME"] = _HF_HOME
+os.environ["HF_DATASETS_CACHE"] = os.path.join(_HF_HOME, "datasets")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+
+import pytest  # noqa: E402
+
+from tests import factories  # noqa: E402
+
+
+@pytest.fixture
+def kaggle_zip(tmp_path):
+    """A tiny Kaggle-layout zip with duplicates, a corrupt file and a 64x64 file."""
+    return factories.make_kaggle_zip(tmp_path / "cifake.zip")
+
+
+@pytest.fixture
+def cifar_tar(tmp_path):
+    """A tiny cifar-10-python.tar.gz (pickle batches) and the pixels it holds."""
+    return factories.make_cifar_tar(tmp_path / "cifar-10-python.tar.gz")

@@ -1,0 +1,143 @@
+"""Small data in the real formats, written by the tests."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import tarfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from cifake_hub.schema import CLASS_NAMES
+
+
+def jpeg_bytes(pixels: np.ndarray, quality: int = 75) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def random_pixels(rng: np.random.Generator, size: int = 32, channels: int = 3) -> np.ndarray:
+    shape = (size, size, channels) if channels > 1 else (size, size)
+    return rng.integers(0, 256, shape, dtype=np.uint8)
+
+
+def kaggle_name(index: int, category: int) -> str:
+    return f"{index:04d}.jpg" if category == 0 else f"{index:04d} ({category + 1}).jpg"
+
+
+@dataclass
+class KaggleFixture:
+    path: Path
+    files: dict[str, bytes]  # every file in the archive, by path
+    valid: dict[str, bytes]  # files that must end up as rows (before dedupe)
+    invalid: dict[str, str] = field(default_factory=dict)  # path -> expected problem prefix
+    # (later copy, first copy) pairs, in import order (train before test, FAKE before REAL)
+    duplicates: list[tuple[str, str]] = field(default_factory=list)
+
+
+def make_kaggle_files(per_class: int = 2, top: str = "", seed: int = 0) -> KaggleFixture:
+    """``per_class`` images per split/label/class, plus planted duplicates and bad files."""
+    rng = np.random.default_rng(seed)
+    files: dict[str, bytes] = {}
+    for split in ("train", "test"):
+        for label in ("FAKE", "REAL"):
+            for c in range(len(CLASS_NAMES)):
+                for i in range(per_class):
+                    files[f"{top}{split}/{label}/{kaggle_name(i, c)}"] = jpeg_bytes(
+                        random_pixels(rng)
+                    )
+    fx = KaggleFixture(path=Path(), files=files, valid=dict(files))
+    # Inside train FAKE (class bird) and across splits (test FAKE cat copies train FAKE cat).
+    for later, first in (
+        (f"{top}train/FAKE/{kaggle_name(per_class, 2)}", f"{top}train/FAKE/{kaggle_name(0, 2)}"),
+        (f"{top}test/FAKE/{kaggle_name(per_class, 3)}", f"{top}train/FAKE/{kaggle_name(1, 3)}"),
+    ):
+        files[later] = fx.valid[later] = files[first]
+        fx.duplicates.append((later, first))
+    bad = {
+        f"{top}train/REAL/{kaggle_name(per_class, 5)}": (
+            b"\xff\xd8\xff\xe0 not really a jpeg",
+            "unreadable",
+        ),
+        f"{top}train/REAL/{kaggle_name(per_class, 6)}": (
+            jpeg_bytes(random_pixels(rng, 64)),
+            "not 32x32",
+        ),
+        f"{top}test/REAL/{kaggle_name(per_class, 7)}": (
+            png_bytes(random_pixels(rng, 32, 1)),
+            "not RGB",
+        ),
+    }
+    for name, (data, problem) in bad.items():
+        files[name] = data
+        fx.invalid[name] = problem
+    return fx
+
+
+def make_kaggle_zip(path: Path, **kwargs: object) -> KaggleFixture:
+    fx = make_kaggle_files(**kwargs)  # type: ignore[arg-type]
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in fx.files.items():
+            z.writestr(name, data)
+    fx.path = path
+    return fx
+
+
+def make_kaggle_folder(root: Path, **kwargs: object) -> KaggleFixture:
+    fx = make_kaggle_files(**kwargs)  # type: ignore[arg-type]
+    for name, data in fx.files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    fx.path = root
+    return fx
+
+
+@dataclass
+class CifarFixture:
+    path: Path
+    train: tuple[np.ndarray, list[int]]  # (N, 32, 32, 3) pixels, labels
+    test: tuple[np.ndarray, list[int]]
+
+
+def make_cifar_tar(path: Path, per_batch: int = 20, seed: int = 0) -> CifarFixture:
+    """The official layout: cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}."""
+    rng = np.random.default_rng(seed)
+    batches: dict[str, tuple[np.ndarray, list[int]]] = {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        labels = [i % len(CLASS_NAMES) for i in range(per_batch)]
+        pixels = rng.integers(0, 256, (per_batch, 32, 32, 3), dtype=np.uint8)
+        batches[name] = (pixels, labels)
+    with tarfile.open(path, "w:gz") as tar:
+
+        def add(name: str, obj: object) -> None:
+            data = pickle.dumps(obj)
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+        for name, (pixels, labels) in batches.items():
+            flat = pixels.transpose(0, 3, 1, 2).reshape(len(labels), 3072)
+            add(
+                name,
+                {
+                    b"batch_label": name.encode(),
+                    b"labels": labels,
+                    b"data": flat,
+                    b"filenames": [f"{name}_{i}.png".encode() for i in range(len(labels))],
+                },
+            )
+        add("batches.meta", {b"label_names": [n.encode() for n in CLASS_NAMES]})
+    train_px = np.concatenate([batches[f"data_batch_{i}"][0] for i in range(1, 6)])
+    train_labels = sum((batches[f"data_batch_{i}"][1] for i in range(1, 6)), [])
+    return CifarFixture(path=path, train=(train_px, train_labels), test=batches["test_batch"])
