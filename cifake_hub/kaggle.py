@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import zipfile
 from collections import Counter, defaultdict, deque
@@ -113,9 +114,12 @@ class _Source:
     def names(self) -> list[str]:
         if self._zip is not None:
             return [i.filename for i in self._zip.infolist() if not i.is_dir()]
-        return sorted(
-            p.relative_to(self.path).as_posix() for p in self.path.rglob("*") if p.is_file()
-        )
+        names = []
+        for folder, _, files in os.walk(self.path):
+            rel = Path(folder).relative_to(self.path).as_posix()
+            prefix = "" if rel == "." else f"{rel}/"
+            names.extend(prefix + f for f in files)
+        return sorted(names)
 
     def read(self, name: str) -> bytes:
         if self._zip is not None:
