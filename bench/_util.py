@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import threading
@@ -25,10 +26,9 @@ def _tree_rss(pid: int) -> int:
     page = os.sysconf("SC_PAGE_SIZE")
     while todo:
         p = todo.pop()
-        try:
+        # A process may end between listing and reading.
+        with contextlib.suppress(OSError, IndexError, ValueError):
             total += int((Path(f"/proc/{p}/statm")).read_text().split()[1]) * page
-        except (OSError, IndexError, ValueError):
-            pass
         todo.extend(children.get(p, []))
     return total
 

@@ -114,7 +114,7 @@ class _Source:
     def names(self) -> list[str]:
         if self._zip is not None:
             return [i.filename for i in self._zip.infolist() if not i.is_dir()]
-        names = []
+        names: list[str] = []
         for folder, _, files in os.walk(self.path):
             rel = Path(folder).relative_to(self.path).as_posix()
             prefix = "" if rel == "." else f"{rel}/"
