@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import simplejpeg
 from PIL import Image, UnidentifiedImageError
 
+from cifake_hub.errors import InvalidImageError
 from cifake_hub.schema import IMAGE_SIZE
 
 _JPEG_MAGIC = b"\xff\xd8"
@@ -53,3 +55,17 @@ def encode_png(pixels: object) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, format="PNG")  # type: ignore[arg-type]
     return buf.getvalue()
+
+
+def decode_rgb(data: bytes, where: str = "image") -> np.ndarray:
+    """HxWx3 uint8 pixels of an encoded image (libjpeg-turbo for JPEG, PIL otherwise)."""
+    if data[:2] == _JPEG_MAGIC:
+        try:
+            return simplejpeg.decode_jpeg(data, colorspace="RGB")
+        except ValueError:
+            pass  # PIL decides below, with its own error if it cannot read it either
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InvalidImageError(f"{where}: unreadable image ({exc})") from exc

@@ -28,3 +28,9 @@ def kaggle_zip(tmp_path):
 def cifar_tar(tmp_path):
     """A tiny cifar-10-python.tar.gz (pickle batches) and the pixels it holds."""
     return factories.make_cifar_tar(tmp_path / "cifar-10-python.tar.gz")
+
+
+@pytest.fixture(scope="session")
+def small_cifake(tmp_path_factory):
+    """A small, learnable CIFAKE dataset folder: 200 train and 40 test images."""
+    return factories.make_cifake_folder(tmp_path_factory.mktemp("data") / "cifake")

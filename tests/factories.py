@@ -141,3 +141,33 @@ def make_cifar_tar(path: Path, per_batch: int = 20, seed: int = 0) -> CifarFixtu
     train_px = np.concatenate([batches[f"data_batch_{i}"][0] for i in range(1, 6)])
     train_labels = sum((batches[f"data_batch_{i}"][1] for i in range(1, 6)), [])
     return CifarFixture(path=path, train=(train_px, train_labels), test=batches["test_batch"])
+
+
+def learnable_pixels(rng: np.random.Generator, label: int) -> np.ndarray:
+    """REAL: smooth colour fields; FAKE: the same with a fine checkerboard texture, the kind
+    of high-frequency trace a small CNN learns to spot."""
+    base = rng.integers(40, 200, (4, 4, 3)).astype(np.float32)
+    img = np.kron(base, np.ones((8, 8, 1), dtype=np.float32))
+    if label == 0:
+        checker = (np.indices((32, 32)).sum(0) % 2)[..., None] * 2 - 1
+        img = img + 30 * checker
+    return np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
+
+
+def make_cifake_folder(
+    out: Path, per_class_train: int = 10, per_class_test: int = 2, seed: int = 0
+) -> Path:
+    """A small CIFAKE dataset folder (PNG images, both labels, all classes, both splits)."""
+    from cifake_hub.folder import DatasetFolderWriter
+    from cifake_hub.schema import make_row
+
+    rng = np.random.default_rng(seed)
+    with DatasetFolderWriter(out) as writer:
+        for split, n in (("train", per_class_train), ("test", per_class_test)):
+            for label in (0, 1):
+                for c in range(len(CLASS_NAMES)):
+                    for i in range(n):
+                        data = png_bytes(learnable_pixels(rng, label))
+                        writer.add(split, make_row(data, label, c, source="test", source_index=i))
+        writer.close()
+    return out

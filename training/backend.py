@@ -1,0 +1,31 @@
+"""Import Keras on TensorFlow, quietly: TensorFlow's start-up chatter would bury our output."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+
+def import_keras() -> Any:
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" not in sys.modules:
+        # TensorFlow's C++ logs its start-up notices before any log level applies; errors
+        # still surface as Python exceptions.
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            sys.stderr.flush()
+            os.dup2(devnull, 2)
+            import tensorflow  # noqa: F401
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
+    import keras
+    import tensorflow as tf
+
+    # Retracing notices appear when many small models predict in a row: expected here.
+    tf.get_logger().setLevel("ERROR")
+    return keras

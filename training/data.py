@@ -1,0 +1,135 @@
+"""From a CIFAKE dataset (folder, Hub repo id or ``datasets`` object) to arrays Keras trains on.
+
+The image column is decoded once into one uint8 array; Keras then slices batches out of it
+every epoch with no further decoding or copying of the table. Validation is a deterministic
+stratified slice of train (by label and class), so model selection never sees the test split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cifake_hub.errors import ConfigError, DatasetFolderError
+from cifake_hub.images import decode_rgb
+from cifake_hub.schema import IMAGE_SIZE
+
+if TYPE_CHECKING:
+    import datasets
+
+
+@dataclass
+class Arrays:
+    x: np.ndarray  # (N, 32, 32, 3) uint8
+    y: np.ndarray  # (N,) int64, FAKE=0 REAL=1
+    category: np.ndarray  # (N,) int64
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def take(self, index: np.ndarray) -> Arrays:
+        return Arrays(self.x[index], self.y[index], self.category[index])
+
+
+def load_splits(dataset: Any) -> datasets.DatasetDict:
+    """A dataset folder, a Hub repo id, a ``DatasetDict`` or a ``Dataset`` (taken as train)."""
+    import datasets
+
+    if isinstance(dataset, datasets.DatasetDict):
+        return dataset
+    if isinstance(dataset, datasets.Dataset):
+        return datasets.DatasetDict({"train": dataset})
+    try:
+        loaded = datasets.load_dataset(str(dataset))
+    except (FileNotFoundError, ValueError, ConnectionError, OSError) as exc:
+        where = "folder" if Path(str(dataset)).exists() else "folder or Hub dataset id"
+        raise DatasetFolderError(
+            f"cannot load {str(dataset)!r} as a CIFAKE {where} ({type(exc).__name__}); make one "
+            "with `cifake import-kaggle` or `cifake build`, or check the repo id and HF_TOKEN"
+        ) from exc
+    assert isinstance(loaded, datasets.DatasetDict)
+    return loaded
+
+
+def to_arrays(ds: datasets.Dataset, rows: np.ndarray | None = None) -> Arrays:
+    """Decode the images (of ``rows`` only, when given) into one uint8 array."""
+    import datasets
+
+    missing = {"image", "label", "category"} - set(ds.column_names)
+    if missing:
+        raise DatasetFolderError(
+            f"dataset lacks column(s) {sorted(missing)}; it is not a CIFAKE dataset"
+        )
+    if rows is not None:
+        ds = ds.select(rows)
+    table = ds.cast_column("image", datasets.Image(decode=False)).with_format("arrow")[:]
+    images = table.column("image").combine_chunks()
+    blobs = images.field("bytes").to_pylist()
+    paths = images.field("path").to_pylist()
+    x = np.empty((len(blobs), IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+    for i, (blob, path) in enumerate(zip(blobs, paths, strict=True)):
+        data = blob if blob is not None else Path(path).read_bytes()
+        x[i] = decode_rgb(data, where=path or f"row {i}")
+    y = table.column("label").to_numpy().astype(np.int64)
+    category = table.column("category").to_numpy().astype(np.int64)
+    return Arrays(x, y, category)
+
+
+def stratified_split(
+    label: np.ndarray, category: np.ndarray, fraction: float, seed: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """(keep, held_out) row indices; ``fraction`` of every (label, class) group is held out.
+
+    Deterministic for a given seed and the same rows in the same order.
+    """
+    if not 0 < fraction < 1:
+        raise ConfigError(f"fraction must be in (0, 1), got {fraction}")
+    rng = np.random.default_rng(seed)
+    keep, held = [], []
+    groups = label.astype(np.int64) * 1000 + category.astype(np.int64)
+    for g in np.unique(groups):
+        idx = np.flatnonzero(groups == g)
+        idx = idx[rng.permutation(idx.size)]
+        n = int(round(fraction * idx.size))
+        held.append(idx[:n])
+        keep.append(idx[n:])
+    return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))
+
+
+def stratified_subset(label: np.ndarray, category: np.ndarray, n: int, seed: int = 1) -> np.ndarray:
+    """``n`` row indices keeping the (label, class) proportions (all rows if n >= len)."""
+    if n >= label.size:
+        return np.arange(label.size)
+    _, held = stratified_split(label, category, n / label.size, seed)
+    return held
+
+
+@dataclass
+class TrainingData:
+    train: Arrays
+    validation: Arrays
+    test: Arrays | None
+    source_rows: int  # rows of the train split before any cap
+
+
+def prepare(
+    dataset: Any, *, val_fraction: float, max_train: int | None = None, seed: int = 1
+) -> TrainingData:
+    """Decode train (capped at ``max_train`` rows, stratified), carve validation from it, and
+    decode test when the dataset has one."""
+    splits = load_splits(dataset)
+    if "train" not in splits:
+        raise DatasetFolderError(f"dataset has splits {list(splits)}, but training needs 'train'")
+    train = splits["train"]
+    label = np.asarray(train.with_format("numpy")["label"][:])
+    category = np.asarray(train.with_format("numpy")["category"][:])
+    rows = np.arange(label.size)
+    if max_train is not None:
+        rows = stratified_subset(label, category, max_train, seed)
+    keep, held = stratified_split(label[rows], category[rows], val_fraction, seed)
+    arrays = to_arrays(train, rows)
+    test = to_arrays(splits["test"]) if "test" in splits else None
+    return TrainingData(arrays.take(keep), arrays.take(held), test, source_rows=label.size)

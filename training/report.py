@@ -1,0 +1,235 @@
+"""The search's human-readable outputs: the paper's Tables 2-11, heatmaps, curves, confusion matrix.
+
+Tables keep the paper's layout: rows are filters (stage 1) or neurons (stage 2), columns
+are layers 1-3; accuracy in percent with two decimals, the rest with three.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from cifake_hub.training.metrics import binary_metrics
+from cifake_hub.training.topology import CONV_FILTERS, CONV_LAYERS, DENSE_LAYERS, DENSE_UNITS
+
+TABLES_DIR = "tables"
+PLOTS_DIR = "plots"
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    number: int
+    stage: int
+    metric: str
+    title: str
+
+    @property
+    def slug(self) -> str:
+        return f"table_{self.number:02d}_{'conv' if self.stage == 1 else 'dense'}_{self.metric}"
+
+    @property
+    def rows(self) -> tuple[int, ...]:
+        return CONV_FILTERS if self.stage == 1 else DENSE_UNITS
+
+    @property
+    def row_name(self) -> str:
+        return "Filters" if self.stage == 1 else "Neurons"
+
+    @property
+    def columns(self) -> tuple[int, ...]:
+        return CONV_LAYERS if self.stage == 1 else DENSE_LAYERS
+
+    def fmt(self, value: float) -> str:
+        return f"{100 * value:.2f}" if self.metric == "accuracy" else f"{value:.3f}"
+
+
+_NAMES = {
+    "accuracy": "classification accuracy",
+    "loss": "loss",
+    "precision": "precision",
+    "recall": "recall",
+    "f1": "F1-score",
+}
+TABLES = tuple(
+    TableSpec(
+        2 + 5 * (stage - 1) + i,
+        stage,
+        metric,
+        f"Observed {{split}} {_NAMES[metric]} for the "
+        f"{'feature extraction networks' if stage == 1 else 'dense layers'}",
+    )
+    for stage in (1, 2)
+    for i, metric in enumerate(("accuracy", "loss", "precision", "recall", "f1"))
+)
+
+
+def table_values(spec: TableSpec, results: list[dict[str, Any]]) -> list[list[float | None]]:
+    """The grid of ``spec``: None where a topology has not run (or another extractor ran)."""
+    cells: dict[tuple[int, int], float] = {}
+    for r in results:
+        if r["stage"] != spec.stage:
+            continue
+        key = (
+            (r["conv_filters"], r["conv_layers"])
+            if spec.stage == 1
+            else (r["dense_units"], r["dense_layers"])
+        )
+        cells[key] = float(r[r["selected_on"]][spec.metric])
+    return [[cells.get((row, col)) for col in spec.columns] for row in spec.rows]
+
+
+def table_markdown(
+    spec: TableSpec, values: list[list[float | None]], split: str, extractor: str = ""
+) -> str:
+    title = spec.title.format(split=split) + (f" (extractor {extractor})" if extractor else "")
+    lines = [
+        f"**Table {spec.number}:** {title}.",
+        "",
+        f"| {spec.row_name} \\ Layers | " + " | ".join(str(c) for c in spec.columns) + " |",
+        "|---:|" + "---:|" * len(spec.columns),
+    ]
+    for row, vals in zip(spec.rows, values, strict=True):
+        lines.append(
+            f"| {row} | " + " | ".join("-" if v is None else spec.fmt(v) for v in vals) + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(run_dir: Path, results: list[dict[str, Any]]) -> Path:
+    out = run_dir / TABLES_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    split = results[0]["selected_on"] if results else "validation"
+    stage2 = [r for r in results if r["stage"] == 2]
+    extractor = f"conv={stage2[0]['conv_filters']}x{stage2[0]['conv_layers']}" if stage2 else ""
+    parts = []
+    for spec in TABLES:
+        values = table_values(spec, results)
+        with open(out / f"{spec.slug}.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow([spec.row_name, *[f"{c} layers" for c in spec.columns]])
+            for row, vals in zip(spec.rows, values, strict=True):
+                w.writerow([row, *["" if v is None else spec.fmt(v) for v in vals]])
+        md = table_markdown(spec, values, split, extractor if spec.stage == 2 else "")
+        (out / f"{spec.slug}.md").write_text(md)
+        parts.append(md)
+    path = out / "tables.md"
+    path.write_text("\n".join(parts))
+    return path
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_heatmaps(run_dir: Path, results: list[dict[str, Any]]) -> list[Path]:
+    plt = _plt()
+    out = run_dir / PLOTS_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    split = results[0]["selected_on"] if results else "validation"
+    paths = []
+    for spec in TABLES:
+        values = table_values(spec, results)
+        if all(v is None for row in values for v in row):
+            continue
+        grid = np.array([[np.nan if v is None else v for v in row] for row in values], dtype=float)
+        fig, ax = plt.subplots(figsize=(4.2, 1.2 + 0.42 * len(spec.rows)))
+        cmap = "viridis_r" if spec.metric == "loss" else "viridis"
+        im = ax.imshow(grid, cmap=cmap, aspect="auto")
+        ax.set_xticks(range(len(spec.columns)), [str(c) for c in spec.columns])
+        ax.set_yticks(range(len(spec.rows)), [str(r) for r in spec.rows])
+        ax.set_xlabel("Layers")
+        ax.set_ylabel(spec.row_name)
+        ax.set_title(f"Table {spec.number}: {split} {_NAMES[spec.metric]}", fontsize=9)
+        finite = grid[np.isfinite(grid)]
+        mid = (finite.min() + finite.max()) / 2 if finite.size else 0
+        for (i, j), v in np.ndenumerate(grid):
+            if np.isfinite(v):
+                dark = (v < mid) != (spec.metric == "loss")
+                ax.text(
+                    j,
+                    i,
+                    spec.fmt(v),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if dark else "black",
+                )
+        fig.colorbar(im, ax=ax, fraction=0.05)
+        fig.tight_layout()
+        path = out / f"{spec.slug}.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def plot_curves(run_dir: Path, result: dict[str, Any]) -> Path:
+    plt = _plt()
+    hist = result["history"]
+    epochs = np.arange(1, len(hist["loss"]) + 1)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        ax.plot(epochs, hist[metric], "o-", label="train")
+        if f"val_{metric}" in hist:
+            ax.plot(epochs, hist[f"val_{metric}"], "s-", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"Training curves: {result['topology']}")
+    fig.tight_layout()
+    path = run_dir / PLOTS_DIR / "training_curves.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_confusion(run_dir: Path, metrics: dict[str, float], split: str, topology: str) -> Path:
+    plt = _plt()
+    # Rows: true FAKE, REAL; columns: predicted FAKE, REAL.
+    grid = np.array([[metrics["tn"], metrics["fp"]], [metrics["fn"], metrics["tp"]]], dtype=int)
+    fig, ax = plt.subplots(figsize=(4, 3.6))
+    ax.imshow(grid, cmap="Blues")
+    for (i, j), v in np.ndenumerate(grid):
+        ax.text(
+            j,
+            i,
+            f"{v:,}\n{v / grid[i].sum():.1%}",
+            ha="center",
+            va="center",
+            color="white" if v > grid.max() / 2 else "black",
+        )
+    ax.set_xticks([0, 1], ["FAKE", "REAL"])
+    ax.set_yticks([0, 1], ["FAKE", "REAL"])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"{topology} on {split}", fontsize=9)
+    fig.tight_layout()
+    path = run_dir / PLOTS_DIR / "confusion_matrix.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_all(
+    run_dir: Path,
+    results: list[dict[str, Any]],
+    best: dict[str, Any],
+    y_true: np.ndarray,
+    prob: np.ndarray,
+    split: str,
+) -> None:
+    write_tables(run_dir, results)
+    plot_heatmaps(run_dir, results)
+    plot_curves(run_dir, best)
+    plot_confusion(run_dir, binary_metrics(y_true, prob), split, best["topology"])
