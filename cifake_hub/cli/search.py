@@ -128,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
         m = final["metrics"]
         log(
             f"test ({final['topology']}): accuracy {m['accuracy']:.2%} "
-            f"precision {m['precision']:.3f} recall {m['recall']:.3f} F1 {m['f1']:.3f} AUC {m['roc_auc']:.3f}"
+            f"precision {m['precision']:.3f} recall {m['recall']:.3f} F1 {m['f1']:.3f} "
+            f"AUC {m['roc_auc']:.3f}"
         )
     log(config.selection_note)
     log(f"run folder: {outcome.run_dir} (model.keras, results.jsonl, tables/, plots/)")
