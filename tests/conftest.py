@@ -34,3 +34,14 @@ def cifar_tar(tmp_path):
 def small_cifake(tmp_path_factory):
     """A small, learnable CIFAKE dataset folder: 200 train and 40 test images."""
     return factories.make_cifake_folder(tmp_path_factory.mktemp("data") / "cifake")
+
+
+@pytest.fixture(scope="session")
+def small_run(small_cifake, tmp_path_factory):
+    """A finished one-topology run on ``small_cifake`` (2 epochs)."""
+    from cifake_hub.training.search import SearchConfig, run_search
+
+    run_dir = tmp_path_factory.mktemp("runs") / "run"
+    config = SearchConfig(topology="conv=16x2,dense=32x1", epochs=2, batch_size=32, patience=0)
+    run_search(small_cifake, run_dir, config)
+    return run_dir

@@ -18,6 +18,7 @@ Everything the search produces lives in one run folder::
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
@@ -62,6 +63,7 @@ class SearchConfig(Config):
     stage: str = "all"
     select_on: str = "validation"
     topology: str | None = None
+    dataset: str = ""  # where the data came from (a folder or Hub id), set by run_search
 
     def __post_init__(self) -> None:
         checks = [
@@ -180,7 +182,8 @@ class SearchRunner:
             metrics=[keras.metrics.BinaryAccuracy(name="accuracy")],
         )
         self.progress.topology_started(topology, self.index, self.total, cfg.epochs)
-        callbacks = [_epoch_callback(self.progress)]
+        epoch_seconds: list[float] = []
+        callbacks = [_epoch_callback(self.progress, epoch_seconds)]
         if cfg.patience:
             callbacks.append(
                 keras.callbacks.EarlyStopping(
@@ -212,6 +215,7 @@ class SearchRunner:
             "train_seconds": round(seconds, 3),
             "epochs_run": epochs_run,
             "train_images_per_second": round(len(train) * epochs_run / seconds, 1),
+            "epoch_seconds": epoch_seconds,
             "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
             "validation": evaluate(model, val, cfg.batch_size),
             "selected_on": cfg.select_on,
@@ -279,12 +283,19 @@ def _append_line(path: Path, record: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def _epoch_callback(progress: Progress) -> Any:
+def _epoch_callback(progress: Progress, epoch_seconds: list[float]) -> Any:
+    """Reports each epoch and records its wall time (throughput without the one-off setup)."""
     keras = import_keras()
+    started: list[float] = []
 
-    return keras.callbacks.LambdaCallback(
-        on_epoch_end=lambda epoch, logs: progress.epoch_ended(epoch + 1, dict(logs or {}))
-    )
+    def begin(epoch: int, logs: Any) -> None:
+        started.append(time.perf_counter())
+
+    def end(epoch: int, logs: Any) -> None:
+        epoch_seconds.append(round(time.perf_counter() - started[-1], 3))
+        progress.epoch_ended(epoch + 1, dict(logs or {}))
+
+    return keras.callbacks.LambdaCallback(on_epoch_begin=begin, on_epoch_end=end)
 
 
 def _run_stage(runner: SearchRunner, topologies: list[Topology], project: str) -> None:
@@ -377,6 +388,8 @@ def run_search(
     """Run the search (or one topology) on ``dataset`` into ``run_dir``; resumes a stopped run."""
     run_dir = Path(run_dir)
     status = on_status or (lambda _msg: None)
+    if isinstance(dataset, (str, Path)):
+        config = dataclasses.replace(config, dataset=str(dataset))
     start_run(config, run_dir)
     status("decoding the dataset")
     data = prepare(

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from cifake_hub.cli.main import main
+from cifake_hub.errors import CifakeError
+from cifake_hub.explain import ExplainConfig, explain_run
+
+
+def test_explain_cli_writes_figure6_and_summary(small_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(small_run, run)
+    assert main(["explain", str(run), "--n", "40"]) == 0
+    out = run / "gradcam"
+    assert (out / "figure6.png").stat().st_size > 10_000
+    assert len(list((out / "gallery").glob("*.png"))) == 20
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["layer"] == "conv_2" and summary["images"] == 40
+    f = summary["faithfulness"]
+    assert f["images"] == 40 and f["pixels_masked"] == 102
+    maps = np.load(out / "heatmaps.npz")
+    assert maps["heatmaps"].shape == (40, 32, 32)
+    # The sample is stratified: both labels, every class.
+    assert set(maps["label"].tolist()) == {0, 1} and len(set(maps["category"].tolist())) == 10
+
+
+def test_explain_errors(small_run, small_cifake, tmp_path):
+    with pytest.raises(CifakeError, match="no 'valid' split"):
+        explain_run(small_run, ExplainConfig(dataset=str(small_cifake), split="valid"))
+    with pytest.raises(CifakeError, match="model.keras does not exist"):
+        explain_run(tmp_path, ExplainConfig(dataset=str(small_cifake)))

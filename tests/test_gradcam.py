@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from cifake_hub.training.backend import import_keras
+
+from cifake_hub.errors import CifakeError
+from cifake_hub.gradcam import gradcam, last_conv_layer
+from cifake_hub.render import figure6, overlay
+
+SQUARE = 8
+
+
+def square_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dark noise; positives (label 1) hold a bright square at a random position."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 60, (n, 32, 32, 3), dtype=np.uint8)
+    y = (np.arange(n) % 2).astype(np.int64)
+    corners = rng.integers(0, 32 - SQUARE + 1, (n, 2))
+    for i in np.flatnonzero(y):
+        r, c = corners[i]
+        x[i, r : r + SQUARE, c : c + SQUARE] = 230
+    return x, y, corners
+
+
+def _train(model, x, y):
+    keras = import_keras()
+    model.compile(
+        optimizer=keras.optimizers.Adam(3e-3), loss="binary_crossentropy", metrics=["accuracy"]
+    )
+    model.fit(x, y, epochs=6, batch_size=32, verbose=0)
+    return model
+
+
+def sequential_model():
+    keras = import_keras()
+    keras.utils.set_random_seed(1)
+    return keras.Sequential(
+        [
+            keras.Input((32, 32, 3), dtype="uint8"),
+            keras.layers.Rescaling(1 / 255),
+            keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv_1"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv_2"),
+            keras.layers.GlobalMaxPooling2D(),
+            keras.layers.Dense(1, activation="sigmoid"),  # logit recovered from the sigmoid Dense
+        ]
+    )
+
+
+def functional_model():
+    keras = import_keras()
+    keras.utils.set_random_seed(1)
+    inp = keras.Input((32, 32, 3), dtype="uint8")
+    h = keras.layers.Rescaling(1 / 255)(inp)
+    h = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(h)
+    h = keras.layers.MaxPooling2D(2)(h)
+    h = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="last_conv")(h)
+    h = keras.layers.GlobalMaxPooling2D()(h)
+    logit = keras.layers.Dense(1, name="logit")(h)
+    out = keras.layers.Activation("sigmoid")(logit)
+    return keras.Model(inp, out)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    x, y, _ = square_data(1200, seed=0)
+    seq = _train(sequential_model(), x, y)
+    path = tmp_path_factory.mktemp("m") / "seq.keras"
+    seq.save(path)
+    reloaded = import_keras().saving.load_model(path)
+    func = _train(functional_model(), x, y)
+    return {"sequential": seq, "reloaded": reloaded, "functional": func}
+
+
+@pytest.mark.parametrize("kind", ["sequential", "reloaded", "functional"])
+def test_peak_falls_inside_the_square(trained, kind):
+    model = trained[kind]
+    x, y, corners = square_data(400, seed=1)
+    result = gradcam(model, x, explain="REAL")
+    pos = np.flatnonzero(y == 1)
+    assert (result.probability[pos] > 0.5).mean() > 0.95  # the model does detect squares
+    hits = 0
+    for i in pos:
+        r, c = np.unravel_index(np.argmax(result.heatmaps[i]), (32, 32))
+        hits += (
+            corners[i, 0] <= r < corners[i, 0] + SQUARE
+            and corners[i, 1] <= c < corners[i, 1] + SQUARE
+        )
+    assert hits / len(pos) >= 0.95
+    assert result.heatmaps.shape == (400, 32, 32)
+    assert result.heatmaps.min() >= 0 and result.heatmaps.max() <= 1
+
+
+def test_batched_equals_per_image(trained):
+    model = trained["reloaded"]
+    x, _, _ = square_data(12, seed=2)
+    batched = gradcam(model, x)
+    single = np.concatenate([gradcam(model, x[i : i + 1]).heatmaps for i in range(len(x))])
+    np.testing.assert_allclose(batched.heatmaps, single, atol=1e-5)
+    small_batches = gradcam(model, x, batch_size=5)
+    np.testing.assert_allclose(batched.heatmaps, small_batches.heatmaps, atol=1e-5)
+
+
+def test_sign_and_layer_choice(trained):
+    model = trained["functional"]
+    assert last_conv_layer(model) == "last_conv"
+    x, _, _ = square_data(6, seed=3)
+    real = gradcam(model, x, explain="REAL")
+    fake = gradcam(model, x, explain="FAKE")
+    assert real.explained.tolist() == [1] * 6 and fake.explained.tolist() == [0] * 6
+    labels = gradcam(model, x, explain=np.array([1, 0, 1, 0, 1, 0]))
+    np.testing.assert_allclose(labels.heatmaps[0], real.heatmaps[0], atol=1e-6)
+    np.testing.assert_allclose(labels.heatmaps[1], fake.heatmaps[1], atol=1e-6)
+    with pytest.raises(CifakeError, match="no layer 'nope'"):
+        gradcam(model, x, layer="nope")
+
+
+def test_figure6_and_overlay(trained, tmp_path):
+    x, y, _ = square_data(40, seed=4)
+    result = gradcam(trained["sequential"], x)
+    categories = np.arange(40) % 10
+    path = figure6(x, y, categories, result.heatmaps, result.probability, tmp_path / "fig6.png")
+    assert path.stat().st_size > 10_000
+    blended = overlay(x[0], result.heatmaps[0], alpha=0.0)
+    np.testing.assert_array_equal(blended, x[0])
+
+
+def test_deletion_test_prefers_gradcam_pixels(trained):
+    from cifake_hub.gradcam import deletion_test
+
+    x, y, _ = square_data(200, seed=5)
+    pos = y == 1
+    result = deletion_test(trained["functional"], x[pos], fraction=0.1)
+    assert result["images"] == pos.sum() and result["pixels_masked"] == 102
+    # Covering the square's pixels removes the evidence; random pixels mostly miss it.
+    assert result["mean_drop_gradcam"] > 0.3
+    assert result["mean_drop_gradcam"] > 3 * result["mean_drop_random"]
