@@ -8,6 +8,7 @@ import tarfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -171,3 +172,104 @@ def make_cifake_folder(
                         writer.add(split, make_row(data, label, c, source="test", source_index=i))
         writer.close()
     return out
+
+
+def make_fixture_run(run_dir: Path) -> Path:
+    """A finished run folder with fixed numbers (no training): 12 stage-1 topologies, 3 of
+    stage 2, test results and a Grad-CAM summary. For card tests against a reviewed file."""
+    import json
+
+    from cifake_hub.training.report import write_tables
+    from cifake_hub.training.search import SearchConfig
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    SearchConfig(epochs=5, dataset="user/cifake").save(run_dir / "run_config.json")
+
+    def metrics(seed: int) -> dict[str, float]:
+        acc = 0.90 + (seed % 7) / 200
+        return {
+            "loss": round(0.30 - (seed % 7) / 50, 4),
+            "accuracy": acc,
+            "precision": acc - 0.01,
+            "recall": acc + 0.01,
+            "f1": acc,
+            "roc_auc": acc + 0.05,
+            "average_precision": acc + 0.04,
+            "tp": 900 + seed,
+            "fp": 100 - seed,
+            "tn": 910 - seed,
+            "fn": 90 + seed,
+        }
+
+    results: list[dict[str, Any]] = []
+    for i, (f, n) in enumerate((f, n) for f in (16, 32, 64, 128) for n in (1, 2, 3)):
+        results.append(
+            {
+                "topology": f"conv={f}x{n}",
+                "stage": 1,
+                "conv_filters": f,
+                "conv_layers": n,
+                "dense_units": 0,
+                "dense_layers": 0,
+                "selected_on": "validation",
+                "validation": metrics({4: 6, 6: 4}.get(i, i)),
+            }
+        )  # conv=32x2 wins
+    for j, (u, n) in enumerate(((32, 1), (64, 1), (64, 2))):
+        results.append(
+            {
+                "topology": f"conv=32x2,dense={u}x{n}",
+                "stage": 2,
+                "conv_filters": 32,
+                "conv_layers": 2,
+                "dense_units": u,
+                "dense_layers": n,
+                "selected_on": "validation",
+                "validation": metrics(21 + j),
+            }
+        )
+    results[-2]["validation"]["loss"] = 0.17  # the paper's final choice wins stage 2
+    for r in results:
+        r.update(
+            params=84001,
+            train_seconds=12.5,
+            epochs_run=4,
+            epoch_seconds=[3.0] * 4,
+            history={
+                "loss": [0.4, 0.3, 0.25, 0.2],
+                "val_loss": [0.35, 0.3, 0.28, 0.29],
+                "accuracy": [0.8, 0.88, 0.9, 0.92],
+                "val_accuracy": [0.82, 0.87, 0.9, 0.9],
+            },
+        )
+    (run_dir / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in results))
+    best = min(results, key=lambda r: r["validation"]["loss"])
+    selection = (
+        "models were selected on a validation split (10% of train, stratified by label "
+        "and class); the test split was scored once, at the end"
+    )
+    final = {"topology": best["topology"], "metrics": metrics(40)}
+    (run_dir / "test_results.json").write_text(
+        json.dumps(
+            {"selection": selection, "models": {"stage2_best": final}, "final": final}, indent=1
+        )
+    )
+    (run_dir / "gradcam").mkdir(exist_ok=True)
+    (run_dir / "gradcam" / "summary.json").write_text(
+        json.dumps(
+            {
+                "config": {"split": "test"},
+                "layer": "conv_2",
+                "images": 200,
+                "faithfulness": {
+                    "images": 200,
+                    "fraction": 0.1,
+                    "pixels_masked": 102,
+                    "mean_drop_gradcam": 0.2468,
+                    "mean_drop_random": 0.0312,
+                },
+            }
+        )
+    )
+    write_tables(run_dir, results)
+    return run_dir

@@ -120,7 +120,7 @@ def test_single_topology_outputs(small_cifake, tmp_path):
     x = np.zeros((2, 32, 32, 3), dtype=np.uint8)
     assert model.predict(x, verbose=0).shape == (2, 1)
     cfg = json.loads((run / "run_config.json").read_text())
-    assert cfg["epochs"] == 2 and cfg["optimizer"] == "adam" and cfg["padding"] == "valid"
+    assert cfg["epochs"] == 2 and cfg["optimizer"] == "adam" and cfg["padding"] == "same"
 
 
 def test_select_on_test_is_recorded(small_cifake, tmp_path):

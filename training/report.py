@@ -107,6 +107,8 @@ def write_tables(run_dir: Path, results: list[dict[str, Any]]) -> Path:
     parts = []
     for spec in TABLES:
         values = table_values(spec, results)
+        if all(v is None for row in values for v in row):
+            continue  # a stage that did not run (e.g. a single --topology run)
         with open(out / f"{spec.slug}.csv", "w", newline="") as f:
             w = csv.writer(f)
             w.writerow([spec.row_name, *[f"{c} layers" for c in spec.columns]])

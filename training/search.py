@@ -54,7 +54,7 @@ class SearchConfig(Config):
     batch_size: int = 64
     optimizer: str = "adam"
     learning_rate: float = 1e-3
-    padding: str = "valid"
+    padding: str = "same"
     patience: int = 3  # early stopping on validation loss (best weights restored); 0 = off
     input_scaling: str = "x / 255 inside the model (Rescaling layer)"
     val_fraction: float = 0.1

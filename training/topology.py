@@ -84,7 +84,7 @@ def stage2(extractor: Topology) -> list[Topology]:
     ]
 
 
-def build_model(topology: Topology, padding: str = "valid") -> keras.Model:
+def build_model(topology: Topology, padding: str = "same") -> keras.Model:
     """The Keras model for ``topology``, taking raw uint8 RGB 32x32 images.
 
     Scaling to [0, 1] is a layer of the model, so users feed images as they are. The

@@ -24,7 +24,7 @@ def register(sub: Any) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--optimizer", default="adam", help="adam, sgd or rmsprop")
     p.add_argument("--learning-rate", type=float, default=1e-3)
-    p.add_argument("--padding", default="valid", help="conv padding: valid (default) or same")
+    p.add_argument("--padding", default="same", help="conv padding: same (default) or valid")
     p.add_argument(
         "--patience",
         type=int,

@@ -1,0 +1,44 @@
+"""Pieces shared by the dataset and model cards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+TEMPLATES = Path(__file__).parent
+
+CITATIONS = """\
+@techreport{krizhevsky2009learning,
+  title       = {Learning Multiple Layers of Features from Tiny Images},
+  author      = {Krizhevsky, Alex and Hinton, Geoffrey},
+  institution = {University of Toronto},
+  year        = {2009}
+}
+
+@article{bird2024cifake,
+  title   = {{CIFAKE}: Image Classification and Explainable Identification of
+             {AI}-Generated Synthetic Images},
+  author  = {Bird, Jordan J. and Lotfi, Ahmad},
+  journal = {IEEE Access},
+  volume  = {12},
+  pages   = {15642--15650},
+  year    = {2024},
+  doi     = {10.1109/ACCESS.2024.3356122}
+}"""
+
+
+def size_category(n: int) -> str:
+    """The Hub's size_categories bucket for ``n`` rows."""
+    for bound, name in (
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+        (10_000_000, "1M<n<10M"),
+    ):
+        if n < bound:
+            return name
+    return "n>10M"
+
+
+def fmt_int(n: int) -> str:
+    return f"{n:,}"

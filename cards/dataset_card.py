@@ -1,0 +1,310 @@
+"""The dataset card: composition, provenance, encoding, duplicates, loading, citations.
+
+Every number comes from the Parquet files (and the import report when there is one); the
+YAML keeps the ``dataset_info`` and ``configs`` that ``load_dataset(DIR)`` needs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+from cifake_hub.cards.common import CITATIONS, TEMPLATES, fmt_int, size_category
+
+from cifake_hub.errors import DatasetFolderError
+from cifake_hub.folder import CARD_FILE, DATA_DIR
+from cifake_hub.kaggle import REPORT_FILE, SOURCE_NAME
+from cifake_hub.schema import CLASS_NAMES, LABEL_NAMES, SPLITS
+
+TEMPLATE = TEMPLATES / "dataset_card.md.j2"
+TINY_GENERATOR = "tiny-random-sd"  # model_id of the offline random-weight test generator
+_STANDARD_LUMA = (  # the JPEG standard's luminance table (Annex K), in zig-zag order
+    16,
+    11,
+    12,
+    14,
+    12,
+    10,
+    16,
+    14,
+    13,
+    14,
+    18,
+    17,
+    16,
+    19,
+    24,
+    40,
+    26,
+    24,
+    22,
+    22,
+    24,
+    49,
+    35,
+    37,
+    29,
+    40,
+    58,
+    51,
+    61,
+    60,
+    57,
+    51,
+    56,
+    55,
+    64,
+    72,
+    92,
+    78,
+    64,
+    68,
+    87,
+    69,
+    55,
+    56,
+    80,
+    109,
+    81,
+    87,
+    95,
+    98,
+    103,
+    104,
+    103,
+    62,
+    77,
+    113,
+    121,
+    112,
+    100,
+    120,
+    92,
+    101,
+    103,
+    99,
+)
+
+
+def jpeg_quality(data: bytes) -> int | None:
+    """The IJG quality whose scaled standard table best matches the first quantisation
+    table of a baseline JPEG, or None when there is none."""
+    i = 2
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        marker, length = data[i + 1], int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker == 0xDB and length >= 67 and data[i + 4] >> 4 == 0:
+            table = data[i + 5 : i + 69]
+            best = min(
+                range(1, 101),
+                key=lambda q: sum(
+                    abs(_scaled(s, q) - t) for s, t in zip(_STANDARD_LUMA, table, strict=True)
+                ),
+            )
+            return best
+        if marker == 0xDA:
+            break
+        i += 2 + length
+    return None
+
+
+def _scaled(base: int, quality: int) -> int:
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    return min(255, max(1, (base * scale + 50) // 100))
+
+
+def _describe_encoding(data: bytes) -> tuple[str, str, str]:
+    if data[:2] == b"\xff\xd8":
+        import simplejpeg
+
+        try:
+            subsampling = simplejpeg.decode_jpeg_header(data)[3]
+        except ValueError:
+            subsampling = "?"
+        quality = jpeg_quality(data)
+        return "JPEG", f"q{quality}" if quality else "?", subsampling
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "PNG", "lossless", "none"
+    return "other", "-", "-"
+
+
+def dataset_stats(folder: Path) -> dict[str, Any]:
+    """Counts per split/label/class, sources, generator settings, prompts and encodings."""
+    files = sorted((folder / DATA_DIR).glob("*.parquet"))
+    if not files:
+        raise DatasetFolderError(f"{folder} has no {DATA_DIR}/*.parquet; is it a dataset folder?")
+    cells: Counter[tuple[str, int, int]] = Counter()
+    sources: Counter[tuple[int, str]] = Counter()
+    generators: Counter[tuple[Any, ...]] = Counter()
+    prompts: Counter[tuple[int, str]] = Counter()
+    encodings: Counter[tuple[int, str, str, str]] = Counter()
+    for path in files:
+        split = path.name.split("-")[0]
+        table = pq.read_table(
+            path,
+            columns=[
+                "image",
+                "label",
+                "category",
+                "source",
+                "prompt",
+                "model_id",
+                "scheduler",
+                "steps",
+                "guidance_scale",
+                "render_size",
+            ],
+        )
+        cols = {
+            name: table.column(name).to_pylist() for name in table.column_names if name != "image"
+        }
+        blobs = table.column("image").combine_chunks().field("bytes").to_pylist()
+        for i, label in enumerate(cols["label"]):
+            cells[(split, label, cols["category"][i])] += 1
+            sources[(label, cols["source"][i] or "unknown")] += 1
+            if cols["model_id"][i] and cols["scheduler"][i]:
+                generators[
+                    (
+                        cols["model_id"][i],
+                        cols["scheduler"][i],
+                        cols["steps"][i],
+                        cols["guidance_scale"][i],
+                        cols["render_size"][i],
+                    )
+                ] += 1
+            if cols["prompt"][i]:
+                prompts[(cols["category"][i], cols["prompt"][i])] += 1
+            encodings[(label, *_describe_encoding(blobs[i] or b""))] += 1
+    return {
+        "cells": cells,
+        "sources": sources,
+        "generators": generators,
+        "prompts": prompts,
+        "encodings": encodings,
+    }
+
+
+def _encoding_note(encodings: Counter[tuple[int, str, str, str]]) -> str:
+    per_label = {label: {k[1:] for k in encodings if k[0] == label} for label in (0, 1)}
+    if not per_label[0] or not per_label[1]:
+        return "Only one label is present, so there is no encoding difference to compare."
+    if per_label[0] == per_label[1]:
+        return (
+            "REAL and FAKE images are stored with the same encoding, so a detector cannot "
+            "separate them by file format alone."
+        )
+    return (
+        "**Encoding bias:** REAL and FAKE images are stored with different encodings (below). "
+        "A detector can learn the format instead of real-vs-fake; re-encode one side or "
+        "evaluate with that in mind."
+    )
+
+
+def render_dataset_card(
+    folder: str | Path,
+    *,
+    repo_id: str | None = None,
+    model_repo: str | None = None,
+    endpoint: str = "https://huggingface.co",
+    pretty_name: str = "CIFAKE",
+) -> Any:
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    folder = Path(folder)
+    stats = dataset_stats(folder)
+    cells = stats["cells"]
+    total = sum(cells.values())
+    existing = (
+        DatasetCard.load(folder / CARD_FILE).data.to_dict() if (folder / CARD_FILE).exists() else {}
+    )
+    keep = {k: existing[k] for k in ("dataset_info", "configs") if k in existing}
+    card_data = DatasetCardData(
+        pretty_name=pretty_name,
+        license="mit",
+        task_categories=["image-classification"],
+        size_categories=[size_category(total)],
+        tags=["ai-generated-image-detection", "synthetic", "cifar10", "cifake"],
+        **keep,
+    )
+    composition = []
+    for split in SPLITS:
+        for label in (1, 0):
+            counts = [cells.get((split, label, c), 0) for c in range(len(CLASS_NAMES))]
+            if sum(counts):
+                composition.append(
+                    {
+                        "split": split,
+                        "label": LABEL_NAMES[label],
+                        "counts": [fmt_int(n) for n in counts],
+                        "total": fmt_int(sum(counts)),
+                    }
+                )
+    report_path = folder / REPORT_FILE
+    duplicates = None
+    if report_path.exists():
+        dup = json.loads(report_path.read_text())["duplicates"]
+        if dup["groups"]:
+            duplicates = {**dup, "per_cell": dup["extra_copies_per_split_label_class"]}
+    sources = stats["sources"]
+    generators = [
+        {
+            "model_id": m,
+            "scheduler": s,
+            "steps": st,
+            "guidance_scale": g,
+            "render_size": r,
+            "count": fmt_int(n),
+        }
+        for (m, s, st, g, r), n in sorted(stats["generators"].items(), key=lambda kv: str(kv[0]))
+    ]
+    noise = next((g["model_id"] for g in generators if TINY_GENERATOR in str(g["model_id"])), None)
+    card = DatasetCard.from_template(
+        card_data,
+        template_path=str(TEMPLATE),
+        pretty_name=pretty_name,
+        noise_warning=noise,
+        model_repo=model_repo,
+        model_url=f"{endpoint}/{model_repo}" if model_repo else None,
+        total_rows=fmt_int(total),
+        class_names=CLASS_NAMES,
+        composition=composition,
+        real_sources=[
+            {"name": s, "count": fmt_int(n)} for (lab, s), n in sorted(sources.items()) if lab == 1
+        ],
+        fake_sources=[
+            {"name": s, "count": fmt_int(n)} for (lab, s), n in sorted(sources.items()) if lab == 0
+        ],
+        kaggle=any(s == SOURCE_NAME for _, s in sources),
+        generators=generators,
+        prompts=[
+            {"category": CLASS_NAMES[c], "prompt": p, "count": fmt_int(n)}
+            for (c, p), n in sorted(stats["prompts"].items())
+        ],
+        encoding_note=_encoding_note(stats["encodings"]),
+        encodings=[
+            {
+                "label": LABEL_NAMES[lab],
+                "format": f,
+                "quality": q,
+                "subsampling": sub,
+                "count": fmt_int(n),
+            }
+            for (lab, f, q, sub), n in sorted(
+                stats["encodings"].items(), key=lambda kv: (-kv[0][0], kv[0])
+            )
+        ],
+        duplicates=duplicates,
+        load_id=repo_id or str(folder),
+        citations=CITATIONS,
+    )
+    return card
+
+
+def write_dataset_card(folder: str | Path, **kwargs: Any) -> Path:
+    """Render the card into ``folder/README.md``, keeping its ``dataset_info``/``configs``."""
+    card = render_dataset_card(folder, **kwargs)
+    path = Path(folder) / CARD_FILE
+    card.save(path)
+    return path

@@ -1,0 +1,166 @@
+"""The model card of a run folder: metrics (model-index), topology, settings, the search's
+tables and plots, Grad-CAM gallery and faithfulness, usage, limitations, citations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from cifake_hub.cards.common import CITATIONS, TEMPLATES, fmt_int
+from cifake_hub.training.topology import Topology
+
+from cifake_hub.errors import CifakeError
+
+TEMPLATE = TEMPLATES / "model_card.md.j2"
+CARD_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
+_SETTINGS = (
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "learning_rate",
+    "padding",
+    "patience",
+    "input_scaling",
+    "val_fraction",
+    "max_train",
+    "seed",
+    "select_on",
+)
+
+
+def _describe(t: Topology) -> str:
+    conv = (
+        f"{t.conv_layers} conv layer{'s' if t.conv_layers > 1 else ''} of {t.conv_filters} "
+        "3x3 ReLU filters, each followed by 2x2 max pooling"
+    )
+    if not t.dense_layers:
+        return conv + ", flattened into one sigmoid neuron"
+    return (
+        conv + f", then {t.dense_layers} dense ReLU layer{'s' if t.dense_layers > 1 else ''} "
+        f"of {t.dense_units} units and one sigmoid neuron"
+    )
+
+
+def _load(path: Path, what: str) -> Any:
+    if not path.exists():
+        raise CifakeError(f"{path} is missing; {what}")
+    return json.loads(path.read_text())
+
+
+def render_model_card(
+    run_dir: str | Path,
+    *,
+    repo_id: str | None = None,
+    dataset_repo: str | None = None,
+    endpoint: str = "https://huggingface.co",
+) -> Any:
+    from cifake_hub.training.report import PLOTS_DIR, TABLES, TABLES_DIR
+    from cifake_hub.training.search import CONFIG_FILE, TEST_FILE, best_of, load_results
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    from cifake_hub.explain import GRADCAM_DIR, SUMMARY_FILE
+
+    run_dir = Path(run_dir)
+    config = _load(run_dir / CONFIG_FILE, "is this a run folder made by `cifake search`?")
+    test = _load(run_dir / TEST_FILE, "finish the search first")
+    results = load_results(run_dir)
+    best = best_of(results)
+    if best is None:
+        raise CifakeError(f"{run_dir} has no finished topology")
+    if "final" in test:
+        metrics, split = test["final"]["metrics"], "test"
+        eval_note = (
+            f"Scored once on the test split, after selection. {test['selection'][0].upper()}"
+            f"{test['selection'][1:]}."
+        )
+    else:
+        metrics, split = best[best["selected_on"]], best["selected_on"]
+        eval_note = (
+            f"The dataset has no test split: these are {split} numbers of the selected "
+            "model, so they are optimistic."
+        )
+    # A local folder is named by its last part: a card must not leak local paths.
+    dataset_name = dataset_repo or Path(config.get("dataset") or "cifake").name
+    eval_results = [
+        EvalResult(
+            task_type="image-classification",
+            task_name="Real vs AI-generated image detection",
+            dataset_type=dataset_name,
+            dataset_name=dataset_name,
+            dataset_split=split,
+            metric_type=name,
+            metric_name=name,
+            metric_value=round(float(metrics[name]), 4),
+        )
+        for name in CARD_METRICS
+    ]
+    card_data = ModelCardData(
+        library_name="keras",
+        pipeline_tag="image-classification",
+        license="mit",
+        datasets=[dataset_repo] if dataset_repo else None,
+        metrics=list(CARD_METRICS),
+        tags=["keras", "cifake", "ai-generated-image-detection", "grad-cam"],
+        model_name=repo_id or "cifake-cnn",
+        eval_results=eval_results,
+    )
+    gradcam = None
+    summary_path = run_dir / GRADCAM_DIR / SUMMARY_FILE
+    if summary_path.exists():
+        s = json.loads(summary_path.read_text())
+        f = s["faithfulness"]
+        gradcam = {
+            "layer": s["layer"],
+            "images": s["images"],
+            "split": s["config"]["split"],
+            "fraction": f"{f['fraction']:.0%}",
+            "drop_gradcam": f"{f['mean_drop_gradcam']:.3f}",
+            "drop_random": f"{f['mean_drop_random']:.3f}",
+        }
+    stage2 = [r for r in results if r["stage"] == 2]
+    heatmaps = [
+        f"{PLOTS_DIR}/{spec.slug}.png"
+        for spec in TABLES
+        if (run_dir / PLOTS_DIR / f"{spec.slug}.png").exists()
+    ]
+    topology = Topology.parse(best["topology"])
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(TEMPLATE),
+        title=f"CIFAKE detector: {best['topology']}",
+        dataset_repo=dataset_repo,
+        dataset_url=f"{endpoint}/datasets/{dataset_repo}" if dataset_repo else None,
+        eval_note=eval_note,
+        eval_split=split,
+        m={
+            k: (f"{100 * metrics[k]:.2f}%" if k == "accuracy" else f"{metrics[k]:.4f}")
+            for k in (*CARD_METRICS, "average_precision", "loss")
+        },
+        topology=best["topology"],
+        description=_describe(topology),
+        params=fmt_int(best["params"]),
+        settings=[(k, "all rows" if config.get(k) is None else config.get(k)) for k in _SETTINGS]
+        + [
+            ("epochs run (early stopping)", best["epochs_run"]),
+            ("training time", f"{best['train_seconds']:.0f} s"),
+        ],
+        n_trained=len(results),
+        extractor=(
+            f"conv={stage2[0]['conv_filters']}x{stage2[0]['conv_layers']}" if stage2 else ""
+        ),
+        selection_split=best["selected_on"],
+        tables=(run_dir / TABLES_DIR / "tables.md").read_text(),
+        heatmaps=heatmaps,
+        gradcam=gradcam,
+        repo_id=repo_id or "NAMESPACE/MODEL",
+        selection_warning=test["selection"][0].upper() + test["selection"][1:] + ".",
+        citations=CITATIONS,
+    )
+
+
+def write_model_card(run_dir: str | Path, **kwargs: Any) -> Path:
+    card = render_model_card(run_dir, **kwargs)
+    path = Path(run_dir) / "README.md"
+    card.save(path)
+    return path
