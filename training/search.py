@@ -214,6 +214,8 @@ class SearchRunner:
             "params": int(model.count_params()),
             "train_seconds": round(seconds, 3),
             "epochs_run": epochs_run,
+            "train_images": len(train),
+            "validation_images": len(val),
             "train_images_per_second": round(len(train) * epochs_run / seconds, 1),
             "epoch_seconds": epoch_seconds,
             "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
