@@ -12,7 +12,8 @@ PAPER_MODIFIERS = {  # Table 1 of the paper, verbatim
     "cat": "indoors, outdoors, walking, running, eating, jumping, sleeping, sitting",
     "deer": "herd, in a field, in the forest, outdoors, running, wildlife photography",
     "dog": "indoors, outdoors, walking, running, eating, jumping, sleeping, sitting",
-    "frog": "European, in the forest, on a tree, on the ground, swimming, tropical, wildlife photography",
+    "frog": "European, in the forest, on a tree, on the ground, swimming, tropical, "
+    "wildlife photography",
     "horse": "herd, in a field, in the forest, outdoors, running, wildlife photography",
     "ship": "at sea, boat, cargo, cruise, on the water, river, sailboat, tug",
     "truck": "18-wheeler, car transport, fire, garbage, heavy goods, lorry, mining, tanker, tow",
