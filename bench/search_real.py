@@ -5,8 +5,8 @@
 1. Imports the zip (our importer), then trains through our whole pipeline
    (`run_search`: load_dataset -> decode once -> stratified 10% validation -> Keras fit).
 2. Throughput in the same run: the arrays our pipeline made vs the same images decoded
-   straight from the zip into NumPy; the same model, one epoch of each in turn (after a
-   warm-up epoch each), `--baseline-epochs` timed epochs per source.
+   straight from the zip into NumPy (checked pixel-equal); one model fed one epoch from
+   each in turn (ABBA order, after a warm-up epoch), `--baseline-epochs` epochs per source.
 3. Prints validation accuracy/AUC of ours, the training throughput ratio (median epoch,
    ours / NumPy; target >= 0.95), the one-off decode time, and peak RSS (target: none set;
    reported). Target accuracy: >= 93.5% validation (the paper: 92.98-93.55%).
@@ -85,24 +85,25 @@ def main() -> None:
     category = np.asarray(table.with_format("numpy")["category"][:])
     keep, held = stratified_split(label, category, cfg.val_fraction, cfg.seed)
     sources = {"ours": (data.train.x, data.train.y), "numpy": (x_all[keep], label[keep])}
-    assert np.array_equal(np.sort(sources["ours"][1]), np.sort(sources["numpy"][1]))
-    models = {}
-    for name in sources:
-        keras.utils.set_random_seed(cfg.seed)
-        models[name] = build_model(Topology.parse(PAPER_FINAL), cfg.padding)
-        models[name].compile(
-            optimizer=keras.optimizers.Adam(cfg.learning_rate),
-            loss="binary_crossentropy",
-            metrics=["accuracy"],
-        )
-    # Alternate one epoch of each, after a warm-up epoch each: machine noise hits both alike.
+    assert np.array_equal(sources["ours"][0], sources["numpy"][0])  # same pixels, same order
+    keras.utils.set_random_seed(cfg.seed)
+    model = build_model(Topology.parse(PAPER_FINAL), cfg.padding)
+    model.compile(
+        optimizer=keras.optimizers.Adam(cfg.learning_rate),
+        loss="binary_crossentropy",
+        metrics=["accuracy"],
+    )
+    # One model, fed one epoch from each source in turn (ABBA order) after a warm-up epoch:
+    # only the arrays differ, and machine noise hits both alike.
     times: dict[str, list[float]] = {name: [] for name in sources}
-    for round_ in range(args.baseline_epochs + 1):
-        for name, (x, y) in sources.items():
+    model.fit(*sources["numpy"], batch_size=cfg.batch_size, epochs=1, verbose=0)
+    for round_ in range(args.baseline_epochs):
+        order = list(sources) if round_ % 2 == 0 else list(sources)[::-1]
+        for name in order:
             t = time.perf_counter()
-            models[name].fit(x, y, batch_size=cfg.batch_size, epochs=1, shuffle=True, verbose=0)
-            if round_:
-                times[name].append(time.perf_counter() - t)
+            model.fit(*sources[name], batch_size=cfg.batch_size, epochs=1, shuffle=True, verbose=0)
+            times[name].append(time.perf_counter() - t)
+    best_ratio = min(times["numpy"]) / min(times["ours"])  # best-of: robust to machine noise
     ours_ips = n_train / statistics.median(times["ours"])
     base_ips = len(keep) / statistics.median(times["numpy"])
     v = ours["validation"]
@@ -114,8 +115,12 @@ def main() -> None:
     )
     print(f"one-off decode of the table: {decode_s:.1f} s")
     print(
+        "epoch seconds: " + ", ".join(f"{k} {[round(t, 1) for t in v]}" for k, v in times.items())
+    )
+    print(
         f"training throughput: ours {ours_ips:,.0f} img/s, in-memory NumPy {base_ips:,.0f} img/s, "
-        f"ratio {ours_ips / base_ips:.3f} (target >= 0.95)"
+        f"ratio {ours_ips / base_ips:.3f} (median epoch), {best_ratio:.3f} (fastest epoch); "
+        "target >= 0.95"
     )
     print(f"peak RSS during our run: {peak_ours:,.0f} MiB")
     print(f"run folder: {run_dir}")

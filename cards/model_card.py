@@ -113,10 +113,11 @@ def render_model_card(
         gradcam = {
             "layer": s["layer"],
             "images": s["images"],
-            "split": s["config"]["split"],
+            "split": s.get("split") or s["config"]["split"],
             "fraction": f"{f['fraction']:.0%}",
             "drop_gradcam": f"{f['mean_drop_gradcam']:.3f}",
             "drop_random": f"{f['mean_drop_random']:.3f}",
+            "faithful": f["mean_drop_gradcam"] > f["mean_drop_random"],
         }
     stage2 = [r for r in results if r["stage"] == 2]
     heatmaps = [

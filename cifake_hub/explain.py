@@ -25,7 +25,7 @@ SUMMARY_FILE = "summary.json"
 @dataclass(frozen=True)
 class ExplainConfig(Config):
     dataset: str
-    split: str = "test"
+    split: str | None = None  # default: test when the dataset has it, else the run's validation
     n: int = 200
     layer: str | None = None
     deletion_fraction: float = 0.1
@@ -56,12 +56,17 @@ def dataset_of_run(run_dir: Path) -> str:
     return str(dataset)
 
 
+def _labels(ds: Any) -> tuple[np.ndarray, np.ndarray]:
+    table = ds.with_format("numpy")
+    return np.asarray(table["label"][:]), np.asarray(table["category"][:])
+
+
 def explain_run(run_dir: str | Path, config: ExplainConfig) -> dict[str, Any]:
     from cifake_hub.gradcam import deletion_test, gradcam
     from cifake_hub.render import figure6, gallery
     from cifake_hub.training.backend import import_keras
-    from cifake_hub.training.data import load_splits, stratified_subset, to_arrays
-    from cifake_hub.training.search import FINAL_MODEL
+    from cifake_hub.training.data import carve, load_splits, stratified_subset, to_arrays
+    from cifake_hub.training.search import CONFIG_FILE, FINAL_MODEL
 
     run_dir = Path(run_dir)
     model_path = run_dir / FINAL_MODEL
@@ -72,14 +77,20 @@ def explain_run(run_dir: str | Path, config: ExplainConfig) -> dict[str, Any]:
     keras = import_keras()
     model = keras.saving.load_model(model_path)
     splits = load_splits(config.dataset)
-    if config.split not in splits:
-        raise CifakeError(
-            f"dataset {config.dataset} has no {config.split!r} split; it has {list(splits)}"
-        )
-    ds = splits[config.split]
-    label = np.asarray(ds.with_format("numpy")["label"][:])
-    category = np.asarray(ds.with_format("numpy")["category"][:])
-    rows = stratified_subset(label, category, config.n, seed=config.seed)
+    split = config.split or ("test" if "test" in splits else "validation")
+    if split == "validation" and "validation" not in splits and "train" in splits:
+        # The run's own validation slice of train: images the model was not trained on.
+        run = json.loads((run_dir / CONFIG_FILE).read_text())
+        ds = splits["train"]
+        label, category = _labels(ds)
+        _, pool = carve(label, category, run["val_fraction"], run["max_train"], run["seed"])
+    elif split in splits:
+        ds = splits[split]
+        label, category = _labels(ds)
+        pool = np.arange(label.size)
+    else:
+        raise CifakeError(f"dataset {config.dataset} has no {split!r} split; it has {list(splits)}")
+    rows = pool[stratified_subset(label[pool], category[pool], config.n, seed=config.seed)]
     arrays = to_arrays(ds, rows)
 
     result = gradcam(model, arrays.x, layer=config.layer)
@@ -116,6 +127,7 @@ def explain_run(run_dir: str | Path, config: ExplainConfig) -> dict[str, Any]:
     )
     summary = {
         "config": config.to_dict(),
+        "split": split,
         "layer": result.layer,
         "images": int(len(rows)),
         "accuracy_on_sample": float(np.mean((result.probability >= 0.5) == (arrays.y == 1))),

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import datasets
 import numpy as np
 import pytest
 
@@ -33,3 +34,18 @@ def test_explain_errors(small_run, small_cifake, tmp_path):
         explain_run(small_run, ExplainConfig(dataset=str(small_cifake), split="valid"))
     with pytest.raises(CifakeError, match="model.keras does not exist"):
         explain_run(tmp_path, ExplainConfig(dataset=str(small_cifake)))
+
+
+def test_explain_validation_uses_the_runs_held_out_rows(small_run, small_cifake, tmp_path):
+    from cifake_hub.training.data import carve
+
+    run = tmp_path / "run"
+    shutil.copytree(small_run, run)
+    summary = explain_run(run, ExplainConfig(dataset=str(small_cifake), split="validation", n=10))
+    assert summary["split"] == "validation"
+    rows = np.load(run / "gradcam" / "heatmaps.npz")["row"]
+    ds = datasets.load_dataset(str(small_cifake))["train"]
+    cfg = json.loads((run / "run_config.json").read_text())
+    _, held = carve(np.array(ds["label"][:]), np.array(ds["category"][:]), cfg["val_fraction"],
+                    cfg["max_train"], cfg["seed"])
+    assert len(rows) == 10 and set(rows.tolist()) <= set(held.tolist())

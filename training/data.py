@@ -100,11 +100,34 @@ def stratified_split(
 
 
 def stratified_subset(label: np.ndarray, category: np.ndarray, n: int, seed: int = 1) -> np.ndarray:
-    """``n`` row indices keeping the (label, class) proportions (all rows if n >= len)."""
+    """Exactly ``n`` row indices (all rows if n >= len), keeping the (label, class)
+    proportions: each group gets its share, leftovers go to the largest remainders."""
     if n >= label.size:
         return np.arange(label.size)
-    _, held = stratified_split(label, category, n / label.size, seed)
-    return held
+    rng = np.random.default_rng(seed)
+    groups = label.astype(np.int64) * 1000 + category.astype(np.int64)
+    _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    quota = counts * n / label.size
+    take = np.floor(quota).astype(np.int64)
+    take[np.argsort(-(quota - take), kind="stable")[: n - int(take.sum())]] += 1
+    chosen = [np.flatnonzero(inverse == g) for g in range(len(counts))]
+    return np.sort(
+        np.concatenate(
+            [idx[rng.permutation(idx.size)[:k]] for idx, k in zip(chosen, take, strict=True)]
+        )
+    )
+
+
+def carve(
+    label: np.ndarray, category: np.ndarray, val_fraction: float, max_train: int | None, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train rows, validation rows) of the train split, as row indices of that split:
+    capped at ``max_train`` rows (stratified), then ``val_fraction`` held out (stratified)."""
+    rows = np.arange(label.size)
+    if max_train is not None:
+        rows = stratified_subset(label, category, max_train, seed)
+    keep, held = stratified_split(label[rows], category[rows], val_fraction, seed)
+    return rows[keep], rows[held]
 
 
 @dataclass
@@ -126,10 +149,8 @@ def prepare(
     train = splits["train"]
     label = np.asarray(train.with_format("numpy")["label"][:])
     category = np.asarray(train.with_format("numpy")["category"][:])
-    rows = np.arange(label.size)
-    if max_train is not None:
-        rows = stratified_subset(label, category, max_train, seed)
-    keep, held = stratified_split(label[rows], category[rows], val_fraction, seed)
-    arrays = to_arrays(train, rows)
+    train_rows, val_rows = carve(label, category, val_fraction, max_train, seed)
     test = to_arrays(splits["test"]) if "test" in splits else None
-    return TrainingData(arrays.take(keep), arrays.take(held), test, source_rows=label.size)
+    return TrainingData(
+        to_arrays(train, train_rows), to_arrays(train, val_rows), test, source_rows=label.size
+    )

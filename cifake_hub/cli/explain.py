@@ -15,7 +15,11 @@ def register(sub: Any) -> None:
     )
     p.add_argument("run_dir", help="a run folder made by `cifake search`")
     p.add_argument("--dataset", default=None, help="dataset folder or Hub id (default: the run's)")
-    p.add_argument("--split", default="test")
+    p.add_argument(
+        "--split",
+        default=None,
+        help="split to explain (default: test if present, else the run's validation slice)",
+    )
     p.add_argument("--n", type=int, default=200, help="images to explain (stratified sample)")
     p.add_argument("--layer", default=None, help="layer to explain (default: the last convolution)")
     p.add_argument("--alpha", type=float, default=0.45, help="overlay opacity")
@@ -41,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         alpha=args.alpha,
         deletion_fraction=args.deletion_fraction,
     )
-    with console.status(f"Grad-CAM on {config.n} {config.split} images"):
+    with console.status(f"Grad-CAM on {config.n} {config.split or ''} images"):
         summary = explain_run(run_dir, config)
     f = summary["faithfulness"]
     console.print(
