@@ -48,6 +48,7 @@ PROVENANCE_COLUMNS: dict[str, str] = {
     "guidance_scale": "float32",
     "render_size": "int32",
     "batch_size": "int32",
+    "batch_index": "int32",  # position in its batch: CPU/GPU kernels can differ by position
 }
 COLUMNS: tuple[str, ...] = ("image", "label", "category", *PROVENANCE_COLUMNS)
 

@@ -85,6 +85,7 @@ def build_tiny_pipeline(seed: int = 0) -> Any:
         beta_end=0.012,
         beta_schedule="scaled_linear",
         num_train_timesteps=1000,
+        steps_offset=1,
     )
     pipe = StableDiffusionPipeline(
         vae=vae,

@@ -46,6 +46,11 @@ def test_explain_validation_uses_the_runs_held_out_rows(small_run, small_cifake,
     rows = np.load(run / "gradcam" / "heatmaps.npz")["row"]
     ds = datasets.load_dataset(str(small_cifake))["train"]
     cfg = json.loads((run / "run_config.json").read_text())
-    _, held = carve(np.array(ds["label"][:]), np.array(ds["category"][:]), cfg["val_fraction"],
-                    cfg["max_train"], cfg["seed"])
+    _, held = carve(
+        np.array(ds["label"][:]),
+        np.array(ds["category"][:]),
+        cfg["val_fraction"],
+        cfg["max_train"],
+        cfg["seed"],
+    )
     assert len(rows) == 10 and set(rows.tolist()) <= set(held.tolist())

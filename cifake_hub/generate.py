@@ -1,0 +1,233 @@
+"""FAKE images with Stable Diffusion (diffusers), as in the paper: Table 1 prompts, Euler
+Ancestral, 50 steps, 512 px renders resized to 32 px with bilinear interpolation.
+
+Reproducibility: every image has its own CPU ``torch.Generator``, seeded from (base seed,
+split, class, index, attempt). Euler Ancestral draws fresh noise at every step from that
+generator, so the seed fixes the whole trajectory and any image can be made again alone.
+On GPUs the batch size can still change pixels, so rows record it.
+
+SD 1.4's safety checker replaces flagged images with black ones, which a detector would
+learn to spot: such images are made again with the next attempt's seed, and the row
+records the seed actually used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from cifake_hub.config import Config
+from cifake_hub.errors import CifakeError, ConfigError
+from cifake_hub.prompts import prompt_for
+from cifake_hub.schema import FAKE, IMAGE_SIZE, make_row
+from cifake_hub.tiny_pipeline import TINY_MODEL_ID
+
+DEFAULT_MODEL = "CompVis/stable-diffusion-v1-4"
+SCHEDULER = "EulerAncestralDiscreteScheduler"
+SOURCE = "generator"
+
+
+@dataclass(frozen=True)
+class GeneratorConfig(Config):
+    model_id: str = DEFAULT_MODEL  # a Hub id, a local folder, or "tiny" (random weights, offline)
+    steps: int = 50
+    guidance_scale: float = 7.5  # diffusers' default for Stable Diffusion
+    render_size: int = 0  # 0: 512 for real models (the paper), 64 for "tiny" (fast, offline)
+    batch_size: int = 8
+    device: str = "auto"  # auto, cuda, cuda:N, mps, cpu
+    seed: int = 0
+    max_attempts: int = 5  # renders per image before a blacked-out image is an error
+
+    def __post_init__(self) -> None:
+        if self.render_size == 0:
+            object.__setattr__(self, "render_size", 64 if self.model_id == "tiny" else 512)
+        checks = [
+            (self.steps >= 1, f"steps must be >= 1, got {self.steps}"),
+            (self.guidance_scale >= 0, f"guidance scale must be >= 0, got {self.guidance_scale}"),
+            (
+                self.render_size >= 8 and self.render_size % 8 == 0,
+                f"render size must be a multiple of 8 (>= 8), got {self.render_size}",
+            ),
+            (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
+            (self.max_attempts >= 1, f"max attempts must be >= 1, got {self.max_attempts}"),
+            (
+                self.device == "auto" or self.device.split(":")[0] in ("cuda", "mps", "cpu"),
+                f"device must be auto, cuda[:N], mps or cpu, got {self.device!r}",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    @property
+    def recorded_model_id(self) -> str:
+        return TINY_MODEL_ID if self.model_id == "tiny" else self.model_id
+
+
+@dataclass(frozen=True)
+class Job:
+    """One FAKE image to make."""
+
+    split: str
+    category: int
+    index: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.split}/FAKE/{self.category}/{self.index}"
+
+
+def image_seed(base: int, job: Job, attempt: int = 0) -> int:
+    """A 63-bit seed from (base seed, split, class, index, attempt), stable across runs."""
+    text = f"cifake:{base}:{job.split}:{job.category}:{job.index}:{attempt}"
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") & (2**63 - 1)
+
+
+def resize_to_final(pixels: np.ndarray) -> np.ndarray:
+    """A render (H, W, 3) uint8 -> 32x32 with bilinear interpolation (PIL)."""
+    image = Image.fromarray(pixels).resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
+    return np.asarray(image)
+
+
+def png(pixels: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def pick_device(requested: str) -> str:
+    import torch
+
+    if requested != "auto":
+        if requested.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(
+                f"device {requested!r} asked for, but torch sees no CUDA GPU; use --device cpu"
+            )
+        return requested
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def load_pipeline(config: GeneratorConfig, device: str) -> Any:
+    """The diffusers pipeline with Euler Ancestral built from the model's scheduler config."""
+    import torch
+    from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionPipeline
+
+    if config.model_id == "tiny":
+        from cifake_hub.tiny_pipeline import build_tiny_pipeline
+
+        pipe = build_tiny_pipeline()
+    else:
+        dtype = torch.float16 if device.startswith("cuda") else torch.float32
+        try:
+            pipe = StableDiffusionPipeline.from_pretrained(config.model_id, torch_dtype=dtype)
+        except (OSError, ValueError) as exc:
+            raise CifakeError(
+                f"cannot load {config.model_id!r} ({type(exc).__name__}); without network, give "
+                "a local folder (--generator PATH), or download it once and set "
+                "HF_HUB_OFFLINE=1 to use the Hub cache"
+            ) from exc
+    pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    # diffusers uses PyTorch's scaled-dot-product attention by default (torch >= 2).
+    return pipe.to(device)
+
+
+@dataclass
+class Generated:
+    job: Job
+    row: dict[str, Any]
+    attempts: int  # renders made (1 unless the safety checker blacked one out)
+
+
+class FakeImageGenerator:
+    """Makes FAKE rows for jobs, in batches, with one generator per image."""
+
+    def __init__(self, config: GeneratorConfig, pipeline: Any | None = None):
+        self.config = config
+        self.device = pick_device(config.device)
+        self.pipe = pipeline if pipeline is not None else load_pipeline(config, self.device)
+        self.blacked_out = 0  # renders replaced because the safety checker blacked them out
+
+    def render(self, prompts: list[str], seeds: list[int]) -> tuple[np.ndarray, list[bool]]:
+        """Renders (N, R, R, 3) uint8 and whether each was blacked out."""
+        import torch
+
+        cfg = self.config
+        out = self.pipe(
+            prompt=prompts,
+            num_inference_steps=cfg.steps,
+            guidance_scale=cfg.guidance_scale,
+            height=cfg.render_size,
+            width=cfg.render_size,
+            generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
+            output_type="np",
+        )
+        images = np.clip(np.round(np.asarray(out.images) * 255), 0, 255).astype(np.uint8)
+        flagged = list(out.nsfw_content_detected or [False] * len(images))
+        black = [bool(f) or int(img.max()) == 0 for f, img in zip(flagged, images, strict=True)]
+        return images, black
+
+    def generate(self, jobs: list[Job]) -> list[Generated]:
+        """One batch (at most ``batch_size`` jobs); blacked-out images are made again."""
+        cfg = self.config
+        attempts = [0] * len(jobs)
+        done: dict[int, np.ndarray] = {}
+        todo = list(range(len(jobs)))
+        while todo:
+            prompts = [prompt_for(jobs[i].category, jobs[i].index) for i in todo]
+            seeds = [image_seed(cfg.seed, jobs[i], attempts[i]) for i in todo]
+            renders, black = self.render(prompts, seeds)
+            retry = []
+            for i, render, is_black in zip(todo, renders, black, strict=True):
+                attempts[i] += 1
+                if not is_black:
+                    done[i] = render
+                elif attempts[i] >= cfg.max_attempts:
+                    raise CifakeError(
+                        f"{jobs[i].key}: blacked out by the safety checker {attempts[i]} times; "
+                        "raise --max-attempts or check the prompt"
+                    )
+                else:
+                    self.blacked_out += 1
+                    retry.append(i)
+            todo = retry
+        return [self._row(job, done[i], attempts[i], len(jobs), i) for i, job in enumerate(jobs)]
+
+    def _row(
+        self, job: Job, render: np.ndarray, attempts: int, batch: int, position: int
+    ) -> Generated:
+        cfg = self.config
+        row = make_row(
+            png(resize_to_final(render)),
+            FAKE,
+            job.category,
+            image_path=f"{job.split}-fake-{job.category}-{job.index}.png",
+            source=SOURCE,
+            source_index=job.index,
+            prompt=prompt_for(job.category, job.index),
+            seed=image_seed(cfg.seed, job, attempts - 1),
+            model_id=cfg.recorded_model_id,
+            scheduler=SCHEDULER,
+            steps=cfg.steps,
+            guidance_scale=cfg.guidance_scale,
+            render_size=cfg.render_size,
+            batch_size=batch,
+            batch_index=position,
+        )
+        return Generated(job, row, attempts)
+
+    def regenerate(self, job: Job, batch_size: int, batch_index: int = 0) -> Generated:
+        """Make one image again, alone: a batch of the size and at the position it was made
+        in (its row's ``batch_size`` and ``batch_index``), filled with copies of itself,
+        each with its own generator seeded alike. Kernels can round differently by batch
+        size and position, so both are kept for an exact copy."""
+        return self.generate([job] * batch_size)[batch_index]

@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cifake_hub.errors import CifakeError, ConfigError
+from cifake_hub.generate import (
+    SCHEDULER,
+    FakeImageGenerator,
+    GeneratorConfig,
+    Job,
+    image_seed,
+    resize_to_final,
+)
+from cifake_hub.prompts import prompt_for
+from cifake_hub.tiny_pipeline import TINY_MODEL_ID
+
+CFG = GeneratorConfig(model_id="tiny", steps=4, batch_size=3, seed=7)
+
+
+@pytest.fixture(scope="module")
+def generator():
+    return FakeImageGenerator(CFG)
+
+
+def _pixels(row):
+    return np.asarray(Image.open(io.BytesIO(row["image"]["bytes"])))
+
+
+def test_rows_have_full_provenance(generator):
+    jobs = [Job("train", 3, 0), Job("train", 3, 1), Job("test", 9, 0)]
+    out = generator.generate(jobs)
+    for g, job in zip(out, jobs, strict=True):
+        row = g.row
+        assert _pixels(row).shape == (32, 32, 3)
+        assert (
+            row["label"] == 0
+            and row["category"] == job.category
+            and row["source_index"] == job.index
+        )
+        assert row["prompt"] == prompt_for(job.category, job.index)
+        assert row["seed"] == image_seed(7, job) and g.attempts == 1
+        assert (row["model_id"], row["scheduler"], row["steps"]) == (TINY_MODEL_ID, SCHEDULER, 4)
+        assert (row["render_size"], row["guidance_scale"], row["batch_size"]) == (64, 7.5, 3)
+        assert row["batch_index"] == jobs.index(job)
+
+
+def test_same_seed_same_bytes_and_alone_equals_batched(generator):
+    jobs = [Job("train", 0, 5), Job("train", 1, 5), Job("train", 2, 5)]
+    first = [g.row["image"]["bytes"] for g in generator.generate(jobs)]
+    again = [g.row["image"]["bytes"] for g in generator.generate(jobs)]
+    assert first == again
+    assert len(set(first)) == 3  # different seeds, different images
+    for i in range(3):  # each image made again alone, from its row's batch size and index
+        row = generator.generate(jobs)[i].row
+        alone = generator.regenerate(jobs[i], row["batch_size"], row["batch_index"])
+        assert alone.row["image"]["bytes"] == first[i]
+    other = generator.generate([Job("test", 4, 0), jobs[1], Job("test", 4, 1)])
+    assert other[1].row["image"]["bytes"] == first[1]  # neighbours in the batch do not matter
+
+
+def test_blacked_out_image_is_made_again():
+    gen = FakeImageGenerator(CFG)
+    real_render = gen.render
+    calls = []
+
+    def black_first(prompts, seeds):  # the safety checker blacks out the first render of job 0
+        images, black = real_render(prompts, seeds)
+        if not calls:
+            images[0] = 0
+            black[0] = True
+        calls.append(seeds)
+        return images, black
+
+    gen.render = black_first  # type: ignore[method-assign]
+    jobs = [Job("train", 5, 0), Job("train", 5, 1)]
+    out = gen.generate(jobs)
+    assert out[0].attempts == 2 and out[1].attempts == 1 and gen.blacked_out == 1
+    assert out[0].row["seed"] == image_seed(7, jobs[0], attempt=1) != image_seed(7, jobs[0])
+    assert calls[1] == [image_seed(7, jobs[0], attempt=1)]  # only the blacked-out one again
+    assert _pixels(out[0].row).max() > 0
+
+
+def test_black_every_time_is_an_error():
+    gen = FakeImageGenerator(
+        GeneratorConfig(model_id="tiny", steps=2, batch_size=1, max_attempts=2)
+    )
+    gen.render = lambda prompts, seeds: (
+        np.zeros((len(seeds), 64, 64, 3), np.uint8),
+        [True] * len(seeds),
+    )  # type: ignore[method-assign]
+    with pytest.raises(CifakeError, match="blacked out by the safety checker 2 times"):
+        gen.generate([Job("train", 0, 0)])
+
+
+def test_resize_is_bilinear_to_32():
+    render = np.zeros((512, 512, 3), np.uint8)
+    render[:, 256:] = 255
+    small = resize_to_final(render)
+    assert small.shape == (32, 32, 3)
+    assert small[0, 0, 0] == 0 and small[0, 31, 0] == 255 and 0 < small[0, 15:17, 0].mean() < 255
+
+
+def test_config_validation_and_offline_error():
+    with pytest.raises(ConfigError, match="multiple of 8"):
+        GeneratorConfig(render_size=100)
+    with pytest.raises(ConfigError, match="device"):
+        GeneratorConfig(device="tpu")
+    assert (
+        GeneratorConfig().render_size == 512 and GeneratorConfig(model_id="tiny").render_size == 64
+    )
+    with pytest.raises(CifakeError, match="HF_HUB_OFFLINE=1"):
+        FakeImageGenerator(GeneratorConfig(device="cpu"))  # SD 1.4 cannot be downloaded here
