@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,7 +111,8 @@ def pick_device(requested: str) -> str:
             )
         return requested
     if torch.cuda.is_available():
-        return "cuda"
+        # Under torchrun / accelerate launch each process on a node takes its own GPU.
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count()}"
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return "mps"
     return "cpu"

@@ -75,7 +75,7 @@ def test_blacked_out_image_is_made_again():
         calls.append(seeds)
         return images, black
 
-    gen.render = black_first  # type: ignore[method-assign]
+    gen.render = black_first
     jobs = [Job("train", 5, 0), Job("train", 5, 1)]
     out = gen.generate(jobs)
     assert out[0].attempts == 2 and out[1].attempts == 1 and gen.blacked_out == 1
@@ -91,7 +91,7 @@ def test_black_every_time_is_an_error():
     gen.render = lambda prompts, seeds: (
         np.zeros((len(seeds), 64, 64, 3), np.uint8),
         [True] * len(seeds),
-    )  # type: ignore[method-assign]
+    )
     with pytest.raises(CifakeError, match="blacked out by the safety checker 2 times"):
         gen.generate([Job("train", 0, 0)])
 
