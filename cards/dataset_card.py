@@ -18,9 +18,9 @@ from cifake_hub.errors import DatasetFolderError
 from cifake_hub.folder import CARD_FILE, DATA_DIR
 from cifake_hub.kaggle import REPORT_FILE, SOURCE_NAME
 from cifake_hub.schema import CLASS_NAMES, LABEL_NAMES, SPLITS
+from cifake_hub.tiny_pipeline import TINY_MODEL_ID
 
 TEMPLATE = TEMPLATES / "dataset_card.md.j2"
-TINY_GENERATOR = "tiny-random-sd"  # model_id of the offline random-weight test generator
 _STANDARD_LUMA = (  # the JPEG standard's luminance table (Annex K), in zig-zag order
     16,
     11,
@@ -259,7 +259,7 @@ def render_dataset_card(
         }
         for (m, s, st, g, r), n in sorted(stats["generators"].items(), key=lambda kv: str(kv[0]))
     ]
-    noise = next((g["model_id"] for g in generators if TINY_GENERATOR in str(g["model_id"])), None)
+    noise = next((g["model_id"] for g in generators if g["model_id"] == TINY_MODEL_ID), None)
     card = DatasetCard.from_template(
         card_data,
         template_path=str(TEMPLATE),
