@@ -13,7 +13,8 @@ import numpy as np
 from cifake_hub.schema import CLASS_NAMES, LABEL_NAMES
 
 
-def _plt() -> Any:
+def pyplot() -> Any:
+    """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -55,7 +56,7 @@ def figure6(
 ) -> Path:
     """The paper's Figure 6: per label a row of images, overlays and raw maps, one column
     per CIFAR-10 class (the first example of each class; an empty column where none)."""
-    plt = _plt()
+    plt = pyplot()
     n_cols = len(CLASS_NAMES)
     fig, axes = plt.subplots(6, n_cols, figsize=(1.45 * n_cols, 9.6))
     for block, label in enumerate((1, 0)):  # REAL on top, as in the paper
@@ -99,7 +100,7 @@ def gallery(
     alpha: float = 0.45,
 ) -> list[Path]:
     """One PNG per image (image | overlay | raw map), for browsing many results."""
-    plt = _plt()
+    plt = pyplot()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []

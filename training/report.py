@@ -15,6 +15,8 @@ import numpy as np
 from cifake_hub.training.metrics import binary_metrics
 from cifake_hub.training.topology import CONV_FILTERS, CONV_LAYERS, DENSE_LAYERS, DENSE_UNITS
 
+from cifake_hub.render import pyplot
+
 TABLES_DIR = "tables"
 PLOTS_DIR = "plots"
 
@@ -122,17 +124,8 @@ def write_tables(run_dir: Path, results: list[dict[str, Any]]) -> Path:
     return path
 
 
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_heatmaps(run_dir: Path, results: list[dict[str, Any]]) -> list[Path]:
-    plt = _plt()
+    plt = pyplot()
     out = run_dir / PLOTS_DIR
     out.mkdir(parents=True, exist_ok=True)
     split = results[0]["selected_on"] if results else "validation"
@@ -174,7 +167,7 @@ def plot_heatmaps(run_dir: Path, results: list[dict[str, Any]]) -> list[Path]:
 
 
 def plot_curves(run_dir: Path, result: dict[str, Any]) -> Path:
-    plt = _plt()
+    plt = pyplot()
     hist = result["history"]
     epochs = np.arange(1, len(hist["loss"]) + 1)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
@@ -196,7 +189,7 @@ def plot_curves(run_dir: Path, result: dict[str, Any]) -> Path:
 
 
 def plot_confusion(run_dir: Path, metrics: dict[str, float], split: str, topology: str) -> Path:
-    plt = _plt()
+    plt = pyplot()
     # Rows: true FAKE, REAL; columns: predicted FAKE, REAL.
     grid = np.array([[metrics["tn"], metrics["fp"]], [metrics["fn"], metrics["tp"]]], dtype=int)
     fig, ax = plt.subplots(figsize=(4, 3.6))
