@@ -1,6 +1,6 @@
 """Generation overhead: `cifake build` for N tiny images vs a bare loop over the same pipeline.
 
-    python bench/generate_overhead.py [--n 120] [--batch-size 8] [--steps 50]
+    python bench/generate_overhead.py [--n 480] [--batch-size 8] [--steps 50]
 
 Both make the same FAKE images (tiny random-weight SD pipeline, Euler Ancestral, 64 px
 renders) with the same settings in the same run; `cifake build` also reads REAL rows,
@@ -46,7 +46,7 @@ def bare_loop(n: int, batch: int, steps: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=120, help="FAKE images (a multiple of 10)")
+    ap.add_argument("--n", type=int, default=480, help="FAKE images (a multiple of 10)")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--sweep-n", type=int, default=32, help="images per batch size in the sweep")
@@ -54,7 +54,7 @@ def main() -> None:
     from tests.factories import make_cifar_tar
 
     work = Path(tempfile.mkdtemp(prefix="bench-gen-"))
-    tar = make_cifar_tar(work / "cifar.tar.gz", per_batch=max(20, args.n // 50)).path
+    tar = make_cifar_tar(work / "cifar.tar.gz", per_batch=max(20, args.n // 5 + 10)).path
     cmd = [
         str(Path(sys.executable).with_name("cifake")),
         "build",
@@ -76,7 +76,9 @@ def main() -> None:
         "100",
     ]
     t = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True, env=os.environ)
+    res = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
+    if res.returncode:
+        raise SystemExit(f"cifake build failed:\n{res.stderr[-2000:]}")
     build_s = time.perf_counter() - t
     bare_s = bare_loop(args.n, args.batch_size, args.steps)
     print(f"{args.n} tiny images, {args.steps} steps, batch {args.batch_size}, 64 px renders")
