@@ -23,6 +23,16 @@ def pyplot() -> Any:
     return plt
 
 
+def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> Path:
+    """Lay out, write (creating folders) and close a figure."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
+    return path
+
+
 def colorize(heatmap: np.ndarray, cmap: str = "jet") -> np.ndarray:
     """(H, W) map in [0, 1] -> (H, W, 3) uint8 colours."""
     import matplotlib
@@ -84,12 +94,7 @@ def figure6(
         for row, name in enumerate(("image", "overlay", "heatmap")):
             axes[3 * block + row, 0].set_ylabel(f"{LABEL_NAMES[label]}\n{name}", fontsize=8)
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def gallery(
@@ -112,9 +117,5 @@ def gallery(
         for ax in axes:
             ax.axis("off")
         fig.suptitle(caption, fontsize=8)
-        fig.tight_layout()
-        path = out / f"{i:04d}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(save_figure(fig, out / f"{i:04d}.png", dpi=100))
     return paths

@@ -15,7 +15,7 @@ import numpy as np
 from cifake_hub.training.metrics import binary_metrics
 from cifake_hub.training.topology import CONV_FILTERS, CONV_LAYERS, DENSE_LAYERS, DENSE_UNITS
 
-from cifake_hub.render import pyplot
+from cifake_hub.render import pyplot, save_figure
 
 TABLES_DIR = "tables"
 PLOTS_DIR = "plots"
@@ -158,11 +158,7 @@ def plot_heatmaps(run_dir: Path, results: list[dict[str, Any]]) -> list[Path]:
                     color="white" if dark else "black",
                 )
         fig.colorbar(im, ax=ax, fraction=0.05)
-        fig.tight_layout()
-        path = out / f"{spec.slug}.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(save_figure(fig, out / f"{spec.slug}.png"))
     return paths
 
 
@@ -180,12 +176,7 @@ def plot_curves(run_dir: Path, result: dict[str, Any]) -> Path:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(f"Training curves: {result['topology']}")
-    fig.tight_layout()
-    path = run_dir / PLOTS_DIR / "training_curves.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, run_dir / PLOTS_DIR / "training_curves.png")
 
 
 def plot_confusion(run_dir: Path, metrics: dict[str, float], split: str, topology: str) -> Path:
@@ -208,12 +199,7 @@ def plot_confusion(run_dir: Path, metrics: dict[str, float], split: str, topolog
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(f"{topology} on {split}", fontsize=9)
-    fig.tight_layout()
-    path = run_dir / PLOTS_DIR / "confusion_matrix.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, run_dir / PLOTS_DIR / "confusion_matrix.png")
 
 
 def write_all(
