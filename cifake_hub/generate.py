@@ -14,7 +14,6 @@ records the seed actually used.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,7 @@ from PIL import Image
 
 from cifake_hub.config import Config
 from cifake_hub.errors import CifakeError, ConfigError
+from cifake_hub.images import encode_png
 from cifake_hub.prompts import prompt_for
 from cifake_hub.schema import FAKE, IMAGE_SIZE, make_row
 from cifake_hub.tiny_pipeline import TINY_MODEL_ID
@@ -93,12 +93,6 @@ def resize_to_final(pixels: np.ndarray) -> np.ndarray:
     """A render (H, W, 3) uint8 -> 32x32 with bilinear interpolation (PIL)."""
     image = Image.fromarray(pixels).resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
     return np.asarray(image)
-
-
-def png(pixels: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def pick_device(requested: str) -> str:
@@ -209,7 +203,7 @@ class FakeImageGenerator:
     ) -> Generated:
         cfg = self.config
         row = make_row(
-            png(resize_to_final(render)),
+            encode_png(resize_to_final(render)),
             FAKE,
             job.category,
             image_path=f"{job.split}-fake-{job.category}-{job.index}.png",

@@ -32,36 +32,40 @@ class Prediction:
     error: str | None = None
 
 
-def find_images(paths: Iterable[str | Path]) -> list[Path]:
-    """Files as given, and image files in folders (recursively), in a stable order."""
+def find_images(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
+    """(files as given and image files in folders, recursively, in a stable order;
+    files in those folders left out because their suffix is not an image's)."""
     found: list[Path] = []
+    skipped: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found += sorted(
-                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-            )
+            files = sorted(f for f in p.rglob("*") if f.is_file())
+            found += [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
+            skipped += [f for f in files if f.suffix.lower() not in IMAGE_SUFFIXES]
         elif p.exists():
             found.append(p)
         else:
             raise CifakeError(f"{p} does not exist; give image files or folders")
-    return found
+    return found, skipped
 
 
 def load_image(path: Path) -> tuple[np.ndarray, bool]:
     """(32x32x3 uint8 pixels, whether it had to be resized)."""
+    from cifake_hub.generate import resize_to_final
+
     with Image.open(path) as opened:
-        rgb = opened.convert("RGB")
-    resized = rgb.size != (IMAGE_SIZE, IMAGE_SIZE)
-    if resized:
-        rgb = rgb.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
-    return np.asarray(rgb), resized
+        pixels = np.asarray(opened.convert("RGB"))
+    resized = pixels.shape[:2] != (IMAGE_SIZE, IMAGE_SIZE)
+    return (resize_to_final(pixels) if resized else pixels), resized
 
 
 def resolve_model(spec: str | Path) -> Path:
     """A run folder, a .keras file, or a Hub model repo id -> the .keras file."""
     p = Path(spec)
-    if p.is_dir() and (p / "model.keras").exists():
-        return p / "model.keras"
+    from cifake_hub.training.search import FINAL_MODEL
+
+    if p.is_dir() and (p / FINAL_MODEL).exists():
+        return p / FINAL_MODEL
     if p.is_file():
         return p
     if p.exists():

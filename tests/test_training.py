@@ -130,3 +130,30 @@ def test_table_layout_is_the_papers():
     assert lines[4] == "| 16 | 90.26 | 90.36 | 90.46 |"
     assert [s.number for s in TABLES] == list(range(2, 12))
     assert [s.metric for s in TABLES[5:]] == ["accuracy", "loss", "precision", "recall", "f1"]
+
+
+def test_wrong_size_image_in_a_table_is_one_clear_error():
+    import datasets
+    from cifake_hub.training.data import to_arrays
+
+    from cifake_hub.errors import InvalidImageError
+    from tests import factories
+
+    rng = np.random.default_rng(0)
+    blobs = [factories.png_bytes(factories.random_pixels(rng, size)) for size in (32, 64)]
+    ds = datasets.Dataset.from_dict(
+        {
+            "image": [{"bytes": b, "path": f"im{i}.png"} for i, b in enumerate(blobs)],
+            "label": [0, 1],
+            "category": [0, 1],
+        },
+        features=datasets.Features(
+            {
+                "image": datasets.Image(),
+                "label": datasets.Value("int64"),
+                "category": datasets.Value("int64"),
+            }
+        ),
+    )
+    with pytest.raises(InvalidImageError, match="im1.png: image is 64x64, expected 32x32"):
+        to_arrays(ds)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cifake_hub.errors import ConfigError, DatasetFolderError
+from cifake_hub.errors import ConfigError, DatasetFolderError, InvalidImageError
 from cifake_hub.images import decode_rgb
 from cifake_hub.schema import IMAGE_SIZE
 
@@ -72,7 +72,13 @@ def to_arrays(ds: datasets.Dataset, rows: np.ndarray | None = None) -> Arrays:
     x = np.empty((len(blobs), IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
     for i, (blob, path) in enumerate(zip(blobs, paths, strict=True)):
         data = blob if blob is not None else Path(path).read_bytes()
-        x[i] = decode_rgb(data, where=path or f"row {i}")
+        pixels = decode_rgb(data, where=path or f"row {i}")
+        if pixels.shape != x.shape[1:]:
+            raise InvalidImageError(
+                f"{path or f'row {i}'}: image is {pixels.shape[1]}x{pixels.shape[0]}, expected "
+                f"{IMAGE_SIZE}x{IMAGE_SIZE}; rebuild it with `cifake import-kaggle` or `build`"
+            )
+        x[i] = pixels
     y = table.column("label").to_numpy().astype(np.int64)
     category = table.column("category").to_numpy().astype(np.int64)
     return Arrays(x, y, category)

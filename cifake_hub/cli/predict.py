@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from cifake_hub.progress import console
     from cifake_hub.training.backend import import_keras
 
-    files = find_images(args.paths)
+    files, skipped = find_images(args.paths)
     model = import_keras().saving.load_model(resolve_model(args.model))
     with console.status(f"predicting {len(files)} files"):
         results, x, index = predict_files(model, files, args.threshold)
@@ -46,6 +46,11 @@ def run(args: argparse.Namespace) -> int:
             "" if r.probability_real is None else f"{r.probability_real:.3f}",
         )
     console.print(table)
+    if skipped:
+        console.print(
+            f"{len(skipped)} file(s) in the folders are not images by suffix and were left out, "
+            f"e.g. {skipped[0]}"
+        )
     bad = [r for r in results if r.error]
     if bad:
         console.print(f"[red]{len(bad)} unreadable file(s) skipped and listed above")
