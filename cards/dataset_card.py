@@ -6,6 +6,7 @@ YAML keeps the ``dataset_info`` and ``configs`` that ``load_dataset(DIR)`` needs
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from pathlib import Path
@@ -96,18 +97,22 @@ def jpeg_quality(data: bytes) -> int | None:
     while i + 4 <= len(data) and data[i] == 0xFF:
         marker, length = data[i + 1], int.from_bytes(data[i + 2 : i + 4], "big")
         if marker == 0xDB and length >= 67 and data[i + 4] >> 4 == 0:
-            table = data[i + 5 : i + 69]
-            best = min(
-                range(1, 101),
-                key=lambda q: sum(
-                    abs(_scaled(s, q) - t) for s, t in zip(_STANDARD_LUMA, table, strict=True)
-                ),
-            )
-            return best
+            return _closest_quality(data[i + 5 : i + 69])
         if marker == 0xDA:
             break
         i += 2 + length
     return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _closest_quality(table: bytes) -> int:
+    # A dataset holds few distinct tables (one per encoder setting): match each once.
+    return min(
+        range(1, 101),
+        key=lambda q: sum(
+            abs(_scaled(s, q) - t) for s, t in zip(_STANDARD_LUMA, table, strict=True)
+        ),
+    )
 
 
 def _scaled(base: int, quality: int) -> int:

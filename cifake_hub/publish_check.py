@@ -1,0 +1,99 @@
+"""Check a publish from a fresh process: ``python -m cifake_hub.publish_check SPEC.json``.
+
+Run by `cifake_hub.publish.verify` with an empty Hub and datasets cache, so everything is
+downloaded again: the dataset through ``load_dataset(repo_id)`` and the model repo through
+``snapshot_download``. Prints one JSON line with what was compared and any problems.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SAMPLE = 64
+
+
+def sample_indices(n: int, k: int = SAMPLE) -> list[int]:
+    return sorted({int(i) for i in np.linspace(0, n - 1, min(k, n))}) if n else []
+
+
+def check_dataset(repo: str, revision: str, folder: str) -> dict[str, Any]:
+    import datasets
+
+    remote = datasets.load_dataset(repo, revision=revision)
+    local = datasets.load_dataset(folder)
+    problems = []
+    if sorted(remote) != sorted(local):
+        problems.append(f"splits differ: hub {sorted(remote)} vs local {sorted(local)}")
+    rows, sampled = {}, 0
+    for split in sorted(set(remote) & set(local)):
+        r, lo = remote[split], local[split]
+        rows[split] = len(r)
+        if len(r) != len(lo):
+            problems.append(f"{split}: {len(r)} rows on the hub, {len(lo)} here")
+            continue
+        if r.features != lo.features:
+            problems.append(f"{split}: features differ")
+            continue
+        idx = sample_indices(len(r))
+        raw = datasets.Image(decode=False)
+        r_rows = r.cast_column("image", raw).select(idx)
+        lo_rows = lo.cast_column("image", raw).select(idx)
+        for i, a, b in zip(idx, r_rows, lo_rows, strict=True):
+            if a["image"]["bytes"] != b["image"]["bytes"] or a["label"] != b["label"]:
+                problems.append(f"{split} row {i} differs")
+        sampled += len(idx)
+    return {"rows": rows, "sampled_images": sampled, "problems": problems}
+
+
+def check_model(spec: dict[str, Any]) -> dict[str, Any]:
+    import datasets
+    from huggingface_hub import snapshot_download
+
+    from cifake_hub.publish import tree
+    from cifake_hub.training.backend import import_keras
+
+    keras = import_keras()
+    folder = Path(snapshot_download(spec["model_repo"], revision=spec["model_revision"]))
+    got = {k: v[1] for k, v in tree(folder).items() if k != ".gitattributes"}
+    want = spec["model_tree"]
+    problems = [f"{p} missing on the hub" for p in sorted(set(want) - set(got))]
+    problems += [
+        f"{p} on the hub is not the staged file" for p in want if p in got and got[p] != want[p]
+    ]
+    problems += [f"unexpected {p} on the hub" for p in sorted(set(got) - set(want))]
+    local = datasets.load_dataset(spec["dataset"])
+    split = "test" if "test" in local else next(iter(local))
+    table = local[split].select(sample_indices(len(local[split])))
+    x = np.stack([np.asarray(im.convert("RGB")) for im in table["image"]])
+    # The Hub layout is what keras.saving.load_model("hf://REPO") reads.
+    mine = keras.saving.load_model(Path(spec["run"]) / "model.keras").predict(x, verbose=0)
+    theirs = keras.saving.load_model(folder).predict(x, verbose=0)
+    diff = float(np.abs(mine - theirs).max())
+    if diff > 1e-6:
+        problems.append(f"predictions differ by up to {diff:.2g}")
+    return {
+        "files": len(got),
+        "images_predicted": len(x),
+        "max_abs_diff": diff,
+        "problems": problems,
+    }
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(Path(argv[0]).read_text())
+    result = {
+        "dataset": check_dataset(spec["dataset_repo"], spec["dataset_revision"], spec["dataset"])
+    }
+    if "model_repo" in spec:
+        result["model"] = check_model(spec)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
