@@ -1,30 +1,83 @@
-"""The whole chain on the embedded sample: import -> search (quick preset) -> Grad-CAM -> cards.
+"""The main job: import -> search -> Grad-CAM -> cards -> cifake-publish, in one call.
 
-Offline, a few minutes on two CPU cores. The same steps with the full inputs are the real
-job (see the README). Publishing is not part of it yet.
+By default it runs offline on the sample of the real Kaggle CIFAKE embedded in the package,
+with the quick preset (the paper's final topology only), and writes the publish trees to a
+local folder (`--dry-run`); a couple of minutes on two CPU cores. Given the Kaggle zip (or
+a folder made by `cifake build`), the full search and two repo ids, it is the real job.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from cifake_hub.config import Config
+from cifake_hub.errors import ConfigError
+from cifake_hub.folder import CARD_FILE, DATA_DIR
 
 SAMPLE = Path(__file__).parent / "data" / "cifake-sample.zip"
 QUICK_TOPOLOGY = "conv=32x2,dense=64x1"  # the paper's final choice
+CONFIG_FILE = "job_config.json"
+# Repo ids the dry run writes into the cards when none are given.
+PLACEHOLDER_REPOS = ("NAMESPACE/cifake", "NAMESPACE/cifake-cnn")
 
 
-@dataclass
-class DemoResult:
+@dataclasses.dataclass(frozen=True)
+class JobConfig(Config):
+    src: str | None = None  # None: the embedded sample; else a Kaggle zip/folder or dataset folder
+    search: str = "quick"  # quick: the paper's final topology; full: all 36
+    epochs: int = 8  # quick preset only; the full search uses `cifake search`'s defaults
+    explain_n: int = 200
+    dataset_repo: str | None = None
+    model_repo: str | None = None
+    endpoint: str | None = None
+    private: bool = False
+
+    def __post_init__(self) -> None:
+        if self.search not in ("quick", "full"):
+            raise ConfigError(f"search must be quick or full, got {self.search!r}")
+        if self.epochs < 1 or self.explain_n < 2:
+            raise ConfigError(
+                f"epochs must be >= 1 and explain_n >= 2, got {self.epochs}, {self.explain_n}"
+            )
+        if (self.dataset_repo is None) != (self.model_repo is None):
+            raise ConfigError(
+                "give --dataset-repo and --model-repo together to publish (or neither "
+                "for a dry run)"
+            )
+        if self.src is not None and not Path(self.src).exists():
+            raise ConfigError(
+                f"{self.src} does not exist; give the Kaggle zip or folder, or a dataset folder"
+            )
+
+    @property
+    def publishes(self) -> bool:
+        return self.dataset_repo is not None
+
+
+@dataclasses.dataclass
+class JobResult:
     dataset: Path
     run: Path
     dataset_card: Path
     model_card: Path
     figure6: Path
     model: Path
+    published: str  # the dry-run folder, or the repo URLs
 
 
-def run_demo(out: str | Path, status: Callable[[str], None] = print, epochs: int = 8) -> DemoResult:
+def is_dataset_folder(path: Path) -> bool:
+    return (path / CARD_FILE).exists() and any((path / DATA_DIR).glob("*.parquet"))
+
+
+def run_job(out: str | Path, cfg: JobConfig, status: Callable[[str], None] = print) -> JobResult:
+    from cifake_hub.publish import PublishConfig, configure_endpoint, dry_run, publish
+
+    # Before anything imports huggingface_hub, which reads the endpoint once.
+    configure_endpoint(cfg.endpoint)
     from cifake_hub.cards.dataset_card import write_dataset_card
     from cifake_hub.cards.model_card import write_model_card
     from cifake_hub.explain import GRADCAM_DIR, ExplainConfig, explain_run
@@ -32,24 +85,57 @@ def run_demo(out: str | Path, status: Callable[[str], None] = print, epochs: int
     from cifake_hub.training.search import FINAL_MODEL, SearchConfig, run_search
 
     out = Path(out)
-    dataset, run = out / "cifake-sample", out / "run"
-    status(f"1/4 importing the embedded sample into {dataset}")
-    import_kaggle(ImportConfig(src=str(SAMPLE), out=str(dataset)), overwrite=True)
-    status(f"2/4 training {QUICK_TOPOLOGY} ({epochs} epochs) into {run}")
-    run_search(
-        dataset,
-        run,
-        SearchConfig(topology=QUICK_TOPOLOGY, epochs=epochs, batch_size=32),
-        on_status=status,
+    out.mkdir(parents=True, exist_ok=True)
+    cfg.save(out / CONFIG_FILE)
+    src = Path(cfg.src) if cfg.src else SAMPLE
+    if is_dataset_folder(src):
+        dataset = src
+        status(f"1/5 using the dataset folder {dataset}")
+    else:
+        dataset = out / ("cifake-sample" if cfg.src is None else "cifake")
+        status(f"1/5 importing {src} into {dataset}")
+        import_kaggle(ImportConfig(src=str(src), out=str(dataset)), overwrite=True)
+    run = out / "run"
+    search: dict[str, Any] = (
+        {"topology": QUICK_TOPOLOGY, "epochs": cfg.epochs, "batch_size": 32}
+        if cfg.search == "quick"
+        else {}
     )
-    status("3/4 Grad-CAM and the deletion test on the test split")
-    explain_run(run, ExplainConfig(dataset=str(dataset), split="test", n=200))
-    status("4/4 dataset and model cards")
-    return DemoResult(
+    what = f"{QUICK_TOPOLOGY} ({cfg.epochs} epochs)" if search else "all 36 topologies"
+    status(f"2/5 training {what} into {run}")
+    run_search(dataset, run, SearchConfig(**search), on_status=status)
+    status(f"3/5 Grad-CAM and the deletion test on {cfg.explain_n} test images")
+    explain_run(run, ExplainConfig(dataset=str(dataset), split="test", n=cfg.explain_n))
+    status("4/5 dataset and model cards")
+    data_repo, model_repo = (
+        (cfg.dataset_repo, cfg.model_repo) if cfg.publishes else PLACEHOLDER_REPOS
+    )
+    dataset_card = write_dataset_card(dataset, repo_id=data_repo, model_repo=model_repo)
+    model_card = write_model_card(run, repo_id=model_repo, dataset_repo=data_repo)
+    publish_cfg = PublishConfig(
+        dataset=str(dataset),
+        dataset_repo=str(data_repo),
+        run=str(run),
+        model_repo=str(model_repo),
+        private=cfg.private,
+        endpoint=cfg.endpoint,
+    )
+    if cfg.publishes:
+        status(f"5/5 cifake-publish to {publish_cfg.hub}")
+        results, _ = publish(publish_cfg, say=status)
+        published = "  ".join(p.url for p in results)
+    else:
+        tree = out / "publish"
+        status(f"5/5 cifake-publish --dry-run into {tree} (give repo ids to publish)")
+        shutil.rmtree(tree, ignore_errors=True)
+        dry_run(publish_cfg, tree)
+        published = str(tree)
+    return JobResult(
         dataset,
         run,
-        write_dataset_card(dataset),
-        write_model_card(run),
+        dataset_card,
+        model_card,
         run / GRADCAM_DIR / "figure6.png",
         run / FINAL_MODEL,
+        published,
     )

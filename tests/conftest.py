@@ -16,6 +16,9 @@ os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 import pytest  # noqa: E402
 
 from tests import factories  # noqa: E402
+from tests.hub_server import HubServer  # noqa: E402
+
+HUB_TOKEN = "hf_testtoken_9f8e7d6c5b4a"
 
 
 @pytest.fixture
@@ -45,3 +48,10 @@ def small_run(small_cifake, tmp_path_factory):
     config = SearchConfig(topology="conv=16x2,dense=32x1", epochs=2, batch_size=32, patience=0)
     run_search(small_cifake, run_dir, config)
     return run_dir
+
+
+@pytest.fixture
+def hub():
+    """A Hub-protocol server on 127.0.0.1 that accepts ``HUB_TOKEN`` (tests/hub_server.py)."""
+    with HubServer(HUB_TOKEN) as server:
+        yield server

@@ -16,17 +16,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import HUB_TOKEN
 from tests.hub_server import Fault, HubServer
 
-TOKEN = "hf_testtoken_9f8e7d6c5b4a"
+TOKEN = HUB_TOKEN
 DATA_REPO = "tester/cifake"
 MODEL_REPO = "tester/cifake-cnn"
-
-
-@pytest.fixture
-def hub():
-    with HubServer(TOKEN) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -157,3 +157,12 @@ def test_wrong_size_image_in_a_table_is_one_clear_error():
     )
     with pytest.raises(InvalidImageError, match="im1.png: image is 64x64, expected 32x32"):
         to_arrays(ds)
+
+
+def test_validation_slice_of_tiny_data_is_not_empty_and_has_both_labels():
+    label = np.repeat([0, 1], 30)
+    category = np.tile(np.repeat(np.arange(10), 3), 2)  # 3 rows per (label, class)
+    keep, held = stratified_split(label, category, 0.1)
+    assert len(held) == 6 and len(keep) == 54
+    assert set(label[held]) == {0, 1}
+    assert not set(keep) & set(held)

@@ -93,16 +93,12 @@ def stratified_split(
     """
     if not 0 < fraction < 1:
         raise ConfigError(f"fraction must be in (0, 1), got {fraction}")
-    rng = np.random.default_rng(seed)
-    keep, held = [], []
-    groups = label.astype(np.int64) * 1000 + category.astype(np.int64)
-    for g in np.unique(groups):
-        idx = np.flatnonzero(groups == g)
-        idx = idx[rng.permutation(idx.size)]
-        n = int(round(fraction * idx.size))
-        held.append(idx[:n])
-        keep.append(idx[n:])
-    return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))
+    if label.size < 2:
+        raise ConfigError(f"need at least 2 rows to hold some out, got {label.size}")
+    # At least one row each side: small groups round to zero one by one, not all together.
+    n = min(max(int(round(fraction * label.size)), 1), label.size - 1)
+    held = stratified_subset(label, category, n, seed)
+    return np.setdiff1d(np.arange(label.size), held), held
 
 
 def stratified_subset(label: np.ndarray, category: np.ndarray, n: int, seed: int = 1) -> np.ndarray:
@@ -115,7 +111,11 @@ def stratified_subset(label: np.ndarray, category: np.ndarray, n: int, seed: int
     _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
     quota = counts * n / label.size
     take = np.floor(quota).astype(np.int64)
-    take[np.argsort(-(quota - take), kind="stable")[: n - int(take.sum())]] += 1
+    # Leftovers to the largest remainders; ties by class, then label, so that tiny data
+    # still gets both labels.
+    first = np.unique(groups)
+    order = np.lexsort((first // 1000, first % 1000, -(quota - take)))
+    take[order[: n - int(take.sum())]] += 1
     chosen = [np.flatnonzero(inverse == g) for g in range(len(counts))]
     return np.sort(
         np.concatenate(
