@@ -190,11 +190,22 @@ def write_card_yaml(
             datasets.SplitInfo(name=name, num_bytes=s.num_bytes, num_examples=s.num_examples)
         )
     size = sum(f.stat().st_size for f in (out_dir / DATA_DIR).glob("*.parquet"))
+    set_dataset_yaml(data, features(), splits, size)
+    card.data = data
+    card.save(path)
+    return path
+
+
+def set_dataset_yaml(data: Any, feats: Any, splits: Any, download_size: int) -> None:
+    """Put ``dataset_info`` and ``configs`` (``data/<split>-*`` files) into card data, as
+    ``push_to_hub`` writes them."""
+    import datasets
+
     info = datasets.DatasetInfo(
-        features=features(),
+        features=feats,
         splits=splits,
-        download_size=size,
-        dataset_size=sum(s.num_bytes for s in stats.values()),
+        download_size=download_size,
+        dataset_size=sum(s.num_bytes for s in splits.values()),
     )
     data.pop("dataset_info", None)
     data.pop("configs", None)
@@ -202,13 +213,10 @@ def write_card_yaml(
     datasets.utils.metadata.MetadataConfigs(
         {
             "default": {
-                "data_files": [{"split": name, "path": f"{DATA_DIR}/{name}-*"} for name in stats]
+                "data_files": [{"split": name, "path": f"{DATA_DIR}/{name}-*"} for name in splits]
             }
         }
     ).to_dataset_card_data(data)
-    card.data = data
-    card.save(path)
-    return path
 
 
 def _default_body(pretty_name: str) -> str:

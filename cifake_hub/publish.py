@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from cifake_hub.config import Config
 from cifake_hub.errors import CifakeError, ConfigError
-from cifake_hub.folder import CARD_FILE, DATA_DIR
+from cifake_hub.folder import CARD_FILE, DATA_DIR, set_dataset_yaml
 
 T = TypeVar("T")
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -188,16 +188,7 @@ def stage_dataset(cfg: PublishConfig, ds: Any, out: Path) -> None:
     from huggingface_hub import DatasetCardData
 
     data = DatasetCardData()
-    info = datasets.DatasetInfo(
-        features=next(iter(ds.values())).features,
-        splits=splits,
-        download_size=uploaded,
-        dataset_size=sum(s.num_bytes for s in splits.values()),
-    )
-    datasets.info.DatasetInfosDict({"default": info}).to_dataset_card_data(data)
-    datasets.utils.metadata.MetadataConfigs(
-        {"default": {"data_files": [{"split": s, "path": f"{DATA_DIR}/{s}-*"} for s in ds]}}
-    ).to_dataset_card_data(data)
+    set_dataset_yaml(data, next(iter(ds.values())).features, splits, uploaded)
     (out / CARD_FILE).write_text(dataset_card(cfg, data.to_dict()))
 
 

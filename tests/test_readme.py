@@ -9,16 +9,19 @@ CI runs; the slow test runs the install in a fresh virtual environment, then the
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from cifake_hub.demo import SAMPLE
 from tests import factories
 from tests.conftest import HUB_TOKEN
 
@@ -112,6 +115,26 @@ def test_readme_commands_run_as_written(tmp_path, hub):
         "NS/cifake-cnn",
     ) in hub.state.repos
     assert "broken.jpg" in (tmp_path / "predictions.csv").read_text()
+
+    # `cifake predict` on the sample's real CIFAKE test images (files, not the dataset) gives
+    # the accuracy the run measured on the same images, and skips a corrupt file.
+    with zipfile.ZipFile(SAMPLE) as z:
+        members = [n for n in z.namelist() if n.startswith("test/") and n.endswith(".jpg")]
+        z.extractall(tmp_path / "real", members)
+    (tmp_path / "real" / "test" / "corrupt.jpg").write_bytes(b"\xff\xd8 truncated")
+    out = tmp_path / "real.json"
+    done = subprocess.run(
+        ["cifake", "predict", "real", "--model", "cifake-demo/run", "--output", str(out)],
+        cwd=tmp_path, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "corrupt.jpg" in done.stdout + done.stderr
+    rows = json.loads(out.read_text())["predictions"]
+    scored = [r for r in rows if r["label"] is not None]
+    assert len(scored) == len(members) and len(rows) == len(members) + 1
+    accuracy = np.mean([r["label"] == r["path"].split("/")[-2] for r in scored])
+    test = json.loads((demo / "run" / "test_results.json").read_text())
+    assert accuracy == pytest.approx(test["final"]["metrics"]["accuracy"], abs=1e-9)
 
 
 @pytest.mark.slow
