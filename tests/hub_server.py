@@ -372,7 +372,9 @@ class Handler(BaseHTTPRequestHandler):
         if (kind, repo_id) in state.repos:
             self._json(409, {"error": "You already created this repo", "url": url})
             return
-        state.create_repo(kind, repo_id, bool(data.get("private")))
+        # huggingface_hub 1.x+ sends "visibility"; older clients sent "private".
+        private = data.get("visibility") == "private" or bool(data.get("private"))
+        state.create_repo(kind, repo_id, private)
         self._json(200, {"url": url, "name": repo_id})
 
     def _validate_yaml(self, data: dict[str, Any]) -> None:

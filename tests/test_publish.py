@@ -236,8 +236,9 @@ def test_unreachable_endpoint(tmp_path, small_cifake):
 
 
 def test_create_pr_and_revision_leave_main_alone(tmp_path, hub, small_cifake):
-    first = publish(tmp_path, hub, small_cifake, None, "--create-pr", "--no-verify")
+    first = publish(tmp_path, hub, small_cifake, None, "--create-pr", "--private", "--no-verify")
     assert first.returncode == 0, first.stderr
+    assert hub.state.repos[("dataset", DATA_REPO)].private
     assert "refs/pr/1" in first.stdout
     assert hub_files(hub, "dataset", DATA_REPO) == {}
     pr = hub_files(hub, "dataset", DATA_REPO, "refs/pr/1")
