@@ -241,7 +241,7 @@ def _transient(exc: BaseException) -> bool:
     } or isinstance(exc, ConnectionError)
 
 
-def explain(exc: BaseException, cfg: PublishConfig, repo: str) -> str:
+def describe_error(exc: BaseException, cfg: PublishConfig, repo: str) -> str:
     """One line saying what went wrong and what to do; never the token."""
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
@@ -285,7 +285,7 @@ def retrying(
             return step()
         except Exception as exc:  # noqa: BLE001 - classified below, re-raised as one line
             if not _transient(exc) or attempt == cfg.retries:
-                raise CifakeError(explain(exc, cfg, repo)) from exc
+                raise CifakeError(describe_error(exc, cfg, repo)) from exc
             retry_after = getattr(getattr(exc, "response", None), "headers", {}).get("Retry-After")
             wait = (
                 float(retry_after)
@@ -293,7 +293,7 @@ def retrying(
                 else cfg.backoff * 2**attempt
             )
             say(
-                f"{repo}: {explain(exc, cfg, repo)}; retry {attempt + 1}/{cfg.retries} "
+                f"{repo}: {describe_error(exc, cfg, repo)}; retry {attempt + 1}/{cfg.retries} "
                 f"in {wait:.0f} s"
             )
             time.sleep(wait)
@@ -376,7 +376,8 @@ def push_model(
             lambda: api.create_branch(repo, branch=cfg.revision, exist_ok=True), cfg, repo, say
         )
     head = _head(api, "model", repo, cfg.revision)
-    say(f"{repo}: uploading {len(tree(staged))} files in one commit")
+    count = sum(1 for p in staged.rglob("*") if p.is_file())
+    say(f"{repo}: uploading {count} files in one commit")
     commit = retrying(
         lambda: api.upload_folder(
             repo_id=repo,

@@ -21,11 +21,10 @@ def sample_indices(n: int, k: int = SAMPLE) -> list[int]:
     return sorted({int(i) for i in np.linspace(0, n - 1, min(k, n))}) if n else []
 
 
-def check_dataset(repo: str, revision: str, folder: str) -> dict[str, Any]:
+def check_dataset(repo: str, revision: str, local: Any) -> dict[str, Any]:
     import datasets
 
     remote = datasets.load_dataset(repo, revision=revision)
-    local = datasets.load_dataset(folder)
     problems = []
     if sorted(remote) != sorted(local):
         problems.append(f"splits differ: hub {sorted(remote)} vs local {sorted(local)}")
@@ -50,8 +49,7 @@ def check_dataset(repo: str, revision: str, folder: str) -> dict[str, Any]:
     return {"rows": rows, "sampled_images": sampled, "problems": problems}
 
 
-def check_model(spec: dict[str, Any]) -> dict[str, Any]:
-    import datasets
+def check_model(spec: dict[str, Any], local: Any) -> dict[str, Any]:
     from huggingface_hub import snapshot_download
 
     from cifake_hub.publish import tree
@@ -66,7 +64,6 @@ def check_model(spec: dict[str, Any]) -> dict[str, Any]:
         f"{p} on the hub is not the staged file" for p in want if p in got and got[p] != want[p]
     ]
     problems += [f"unexpected {p} on the hub" for p in sorted(set(got) - set(want))]
-    local = datasets.load_dataset(spec["dataset"])
     split = "test" if "test" in local else next(iter(local))
     table = local[split].select(sample_indices(len(local[split])))
     x = np.stack([np.asarray(im.convert("RGB")) for im in table["image"]])
@@ -85,12 +82,13 @@ def check_model(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
+    import datasets
+
     spec = json.loads(Path(argv[0]).read_text())
-    result = {
-        "dataset": check_dataset(spec["dataset_repo"], spec["dataset_revision"], spec["dataset"])
-    }
+    local = datasets.load_dataset(spec["dataset"])
+    result = {"dataset": check_dataset(spec["dataset_repo"], spec["dataset_revision"], local)}
     if "model_repo" in spec:
-        result["model"] = check_model(spec)
+        result["model"] = check_model(spec, local)
     print(json.dumps(result))
     return 0
 

@@ -55,3 +55,22 @@ def hub():
     """A Hub-protocol server on 127.0.0.1 that accepts ``HUB_TOKEN`` (tests/hub_server.py)."""
     with HubServer(HUB_TOKEN) as server:
         yield server
+
+
+def hub_client_env(
+    hub: HubServer, home: str | os.PathLike[str], token: str | None = HUB_TOKEN
+) -> dict[str, str]:
+    """Environment for a subprocess whose hub/datasets clients talk to ``hub`` (no other
+    HF_* setting of this process leaks in: they are read once, at import)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE"))}
+    env.update(
+        HF_ENDPOINT=hub.endpoint,
+        HF_HUB_DISABLE_XET="1",
+        HF_HOME=str(home),
+        HF_DATASETS_CACHE=os.path.join(home, "datasets"),
+        HF_HUB_DISABLE_PROGRESS_BARS="1",
+        HF_DATASETS_DISABLE_PROGRESS_BARS="1",
+    )
+    if token is not None:
+        env["HF_TOKEN"] = token
+    return env

@@ -319,7 +319,8 @@ class Handler(BaseHTTPRequestHandler):
                 },
             )
             return
-        self._require_token() if self.command == "POST" and name != "paths-info" else None
+        if self.command == "POST" and name != "paths-info":
+            self._require_token()
         if name == "branch":
             if rest in repo.refs:
                 raise HubError(409, f"Reference {rest} already exists")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import HUB_TOKEN
+from tests.conftest import HUB_TOKEN, hub_client_env
 from tests.hub_server import Fault, HubServer
 
 TOKEN = HUB_TOKEN
@@ -39,18 +39,7 @@ def published_run(small_cifake, tmp_path_factory):
 
 
 def hub_env(tmp_path: Path, hub: HubServer, token: str | None = TOKEN) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE"))}
-    env.update(
-        HF_ENDPOINT=hub.endpoint,
-        HF_HUB_DISABLE_XET="1",
-        HF_HOME=str(tmp_path / "hf-home"),
-        HF_DATASETS_CACHE=str(tmp_path / "hf-home" / "datasets"),
-        HF_HUB_DISABLE_PROGRESS_BARS="1",
-        HF_DATASETS_DISABLE_PROGRESS_BARS="1",
-    )
-    if token is not None:
-        env["HF_TOKEN"] = token
-    return env
+    return hub_client_env(hub, tmp_path / "hf-home", token)
 
 
 def publish(tmp_path, hub, dataset, run=None, *extra, token=TOKEN):

@@ -23,7 +23,7 @@ from PIL import Image
 
 from cifake_hub.demo import SAMPLE
 from tests import factories
-from tests.conftest import HUB_TOKEN
+from tests.conftest import hub_client_env
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -70,16 +70,8 @@ def test_readme_commands_run_as_written(tmp_path, hub):
     from cifake_hub.training.backend import import_keras
 
     _scratch(tmp_path)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE"))}
-    env.update(
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
-        HF_ENDPOINT=hub.endpoint,
-        HF_TOKEN=HUB_TOKEN,
-        HF_HUB_DISABLE_XET="1",
-        HF_HOME=str(tmp_path / "hf-home"),
-        HF_HUB_DISABLE_PROGRESS_BARS="1",
-        HF_DATASETS_DISABLE_PROGRESS_BARS="1",
-    )
+    env = hub_client_env(hub, tmp_path / "hf-home")
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     ran = []
     for block in blocks("sh"):
         for command in commands(block):
