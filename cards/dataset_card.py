@@ -16,8 +16,9 @@ import pyarrow.parquet as pq
 from cifake_hub.cards.common import CITATIONS, TEMPLATES, fmt_int, size_category
 
 from cifake_hub.errors import DatasetFolderError
-from cifake_hub.folder import CARD_FILE, DATA_DIR
+from cifake_hub.folder import CARD_FILE, DATA_DIR, DATASET_KIND
 from cifake_hub.kaggle import REPORT_FILE, SOURCE_NAME
+from cifake_hub.outputs import atomic_write_text, require_output
 from cifake_hub.schema import CLASS_NAMES, LABEL_NAMES, SPLITS
 from cifake_hub.tiny_pipeline import TINY_MODEL_ID
 
@@ -309,7 +310,6 @@ def render_dataset_card(
 
 def write_dataset_card(folder: str | Path, **kwargs: Any) -> Path:
     """Render the card into ``folder/README.md``, keeping its ``dataset_info``/``configs``."""
+    require_output(folder, DATASET_KIND, "dataset folder")
     card = render_dataset_card(folder, **kwargs)
-    path = Path(folder) / CARD_FILE
-    card.save(path)
-    return path
+    return atomic_write_text(Path(folder) / CARD_FILE, str(card))

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from cifake_hub.cards.common import CITATIONS, TEMPLATES, fmt_int
+from cifake_hub.training.search import RUN_KIND
 from cifake_hub.training.topology import Topology
 
 from cifake_hub.errors import CifakeError
+from cifake_hub.outputs import atomic_write_text, require_output
 
 TEMPLATE = TEMPLATES / "model_card.md.j2"
 CARD_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
@@ -161,7 +163,6 @@ def render_model_card(
 
 
 def write_model_card(run_dir: str | Path, **kwargs: Any) -> Path:
+    require_output(run_dir, RUN_KIND, "run folder")
     card = render_model_card(run_dir, **kwargs)
-    path = Path(run_dir) / "README.md"
-    card.save(path)
-    return path
+    return atomic_write_text(Path(run_dir) / "README.md", str(card))

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any, TypeVar
 
+from cifake_hub.outputs import atomic_write_text
+
 T = TypeVar("T", bound="Config")
 
 
@@ -21,8 +23,7 @@ class Config:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         payload = {"type": type(self).__name__, **self.to_dict()}
-        path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-        return path
+        return atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
     @classmethod
     def load(cls: type[T], path: str | Path) -> T:

@@ -9,7 +9,6 @@ a folder made by `cifake build`), the full search and two repo ids, it is the re
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,13 @@ from typing import Any
 from cifake_hub.config import Config
 from cifake_hub.errors import ConfigError
 from cifake_hub.folder import CARD_FILE, DATA_DIR
+from cifake_hub.outputs import check_replaceable, claim
 
 SAMPLE = Path(__file__).parent / "data" / "cifake-sample.zip"
 QUICK_TOPOLOGY = "conv=32x2,dense=64x1"  # the paper's final choice
 CONFIG_FILE = "job_config.json"
+JOB_KIND = "job"
+PUBLISH_DIR = "publish"
 # Repo ids the dry run writes into the cards when none are given.
 PLACEHOLDER_REPOS = ("NAMESPACE/cifake", "NAMESPACE/cifake-cnn")
 
@@ -74,18 +76,25 @@ def is_dataset_folder(path: Path) -> bool:
 
 
 def run_job(out: str | Path, cfg: JobConfig, status: Callable[[str], None] = print) -> JobResult:
-    from cifake_hub.publish import PublishConfig, configure_endpoint, dry_run, publish
+    from cifake_hub.publish import (
+        PUBLISH_TREE_KIND,
+        PublishConfig,
+        configure_endpoint,
+        dry_run,
+        publish,
+    )
 
     # Before anything imports huggingface_hub, which reads the endpoint once.
     configure_endpoint(cfg.endpoint)
     from cifake_hub.cards.dataset_card import write_dataset_card
     from cifake_hub.cards.model_card import write_model_card
-    from cifake_hub.explain import GRADCAM_DIR, ExplainConfig, explain_run
+    from cifake_hub.explain import FIGURE6_FILE, GRADCAM_DIR, ExplainConfig, explain_run
     from cifake_hub.kaggle import ImportConfig, import_kaggle
     from cifake_hub.training.search import FINAL_MODEL, SearchConfig, run_search
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim(out, JOB_KIND)
+    # Refuse now, not after the training, a publish folder cifake cannot replace.
+    check_replaceable(out / PUBLISH_DIR, PUBLISH_TREE_KIND, overwrite=True, what="--out")
     cfg.save(out / CONFIG_FILE)
     src = Path(cfg.src) if cfg.src else SAMPLE
     if is_dataset_folder(src):
@@ -125,9 +134,8 @@ def run_job(out: str | Path, cfg: JobConfig, status: Callable[[str], None] = pri
         results, _ = publish(publish_cfg, say=status)
         published = "  ".join(p.url for p in results)
     else:
-        tree = out / "publish"
+        tree = out / PUBLISH_DIR
         status(f"5/5 cifake-publish --dry-run into {tree} (give repo ids to publish)")
-        shutil.rmtree(tree, ignore_errors=True)
         dry_run(publish_cfg, tree)
         published = str(tree)
     return JobResult(
@@ -135,7 +143,7 @@ def run_job(out: str | Path, cfg: JobConfig, status: Callable[[str], None] = pri
         run,
         dataset_card,
         model_card,
-        run / GRADCAM_DIR / "figure6.png",
+        run / GRADCAM_DIR / FIGURE6_FILE,
         run / FINAL_MODEL,
         published,
     )

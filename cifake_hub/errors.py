@@ -32,3 +32,7 @@ class InvalidImageError(CifakeError):
 
 class DatasetFolderError(CifakeError):
     """An output folder cannot be written or read as a CIFAKE dataset folder."""
+
+
+class OutputFolderError(CifakeError):
+    """An output path is not one the toolkit may write: it would overwrite the user's files."""

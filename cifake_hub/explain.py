@@ -16,9 +16,12 @@ import numpy as np
 
 from cifake_hub.config import Config
 from cifake_hub.errors import CifakeError, ConfigError
+from cifake_hub.outputs import Replacement
 from cifake_hub.schema import CLASS_NAMES, LABEL_NAMES
 
 GRADCAM_DIR = "gradcam"
+GRADCAM_KIND = "gradcam"
+FIGURE6_FILE = "figure6.png"
 SUMMARY_FILE = "summary.json"
 
 
@@ -94,46 +97,48 @@ def explain_run(run_dir: str | Path, config: ExplainConfig) -> dict[str, Any]:
     arrays = to_arrays(ds, rows)
 
     result = gradcam(model, arrays.x, layer=config.layer)
-    out = run_dir / GRADCAM_DIR
-    out.mkdir(parents=True, exist_ok=True)
-    figure = figure6(
-        arrays.x,
-        arrays.y,
-        arrays.category,
-        result.heatmaps,
-        result.probability,
-        out / "figure6.png",
-        alpha=config.alpha,
-    )
-    shown = min(config.gallery, len(rows))
-    captions = [
-        f"{CLASS_NAMES[arrays.category[i]]}, {LABEL_NAMES[arrays.y[i]]}: "
-        f"P(REAL)={result.probability[i]:.2f}, explains {LABEL_NAMES[result.explained[i]]}"
-        for i in range(shown)
-    ]
-    gallery(
-        arrays.x[:shown], result.heatmaps[:shown], captions, out / "gallery", alpha=config.alpha
-    )
-    np.savez_compressed(
-        out / "heatmaps.npz",
-        heatmaps=result.heatmaps,
-        probability=result.probability,
-        label=arrays.y,
-        category=arrays.category,
-        row=rows,
-    )
-    faithfulness = deletion_test(
-        model, arrays.x, fraction=config.deletion_fraction, seed=config.seed
-    )
-    summary = {
-        "config": config.to_dict(),
-        "split": split,
-        "layer": result.layer,
-        "images": int(len(rows)),
-        "accuracy_on_sample": float(np.mean((result.probability >= 0.5) == (arrays.y == 1))),
-        "figure6": str(figure.relative_to(run_dir)),
-        "faithfulness": faithfulness,
-    }
-    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=1) + "\n")
-    config.save(out / "explain_config.json")
+    # The folder is replaced whole, and only if cifake wrote all of it (cifake_hub.outputs).
+    with Replacement(
+        run_dir / GRADCAM_DIR, GRADCAM_KIND, overwrite=True, what="Grad-CAM folder"
+    ) as out:
+        figure6(
+            arrays.x,
+            arrays.y,
+            arrays.category,
+            result.heatmaps,
+            result.probability,
+            out / FIGURE6_FILE,
+            alpha=config.alpha,
+        )
+        shown = min(config.gallery, len(rows))
+        captions = [
+            f"{CLASS_NAMES[arrays.category[i]]}, {LABEL_NAMES[arrays.y[i]]}: "
+            f"P(REAL)={result.probability[i]:.2f}, explains {LABEL_NAMES[result.explained[i]]}"
+            for i in range(shown)
+        ]
+        gallery(
+            arrays.x[:shown], result.heatmaps[:shown], captions, out / "gallery", alpha=config.alpha
+        )
+        np.savez_compressed(
+            out / "heatmaps.npz",
+            heatmaps=result.heatmaps,
+            probability=result.probability,
+            label=arrays.y,
+            category=arrays.category,
+            row=rows,
+        )
+        faithfulness = deletion_test(
+            model, arrays.x, fraction=config.deletion_fraction, seed=config.seed
+        )
+        summary = {
+            "config": config.to_dict(),
+            "split": split,
+            "layer": result.layer,
+            "images": int(len(rows)),
+            "accuracy_on_sample": float(np.mean((result.probability >= 0.5) == (arrays.y == 1))),
+            "figure6": f"{GRADCAM_DIR}/{FIGURE6_FILE}",
+            "faithfulness": faithfulness,
+        }
+        (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=1) + "\n")
+        config.save(out / "explain_config.json")
     return summary

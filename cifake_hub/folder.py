@@ -10,7 +10,6 @@ Rows are streamed into row groups, so memory stays bounded whatever the size of 
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,10 +19,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cifake_hub.errors import DatasetFolderError
+from cifake_hub.outputs import Replacement
 from cifake_hub.schema import COLUMNS, SPLITS, features
 
 DATA_DIR = "data"
 CARD_FILE = "README.md"
+DATASET_KIND = "dataset"
 # Small row groups keep the Hub viewer and random access cheap for image tables.
 ROW_GROUP_ROWS = 1_000
 SHARD_ROWS = 50_000
@@ -97,35 +98,37 @@ class _SplitWriter:
 
 
 class DatasetFolderWriter:
-    """Streams rows into ``out_dir`` and writes the card YAML on :meth:`close`.
+    """Streams rows into a dataset folder that replaces ``out_dir`` atomically.
 
-    Use as a context manager; on an exception the partial shards are removed and nothing
-    that looks like a finished dataset is left behind.
+    Rows go to a marked staging folder beside ``out_dir`` (:attr:`folder`; callers put their
+    own files there too, e.g. a report); :meth:`close` writes the card YAML. Leaving the
+    ``with`` block after :meth:`close` swaps the new folder in; an exception (or no
+    :meth:`close`) removes it and leaves ``out_dir`` as it was. ``overwrite`` permits replacing
+    a finished dataset; ``keep`` names entries of the old folder carried over (a build's
+    checkpoints). See :mod:`cifake_hub.outputs` for what may be replaced.
     """
 
     def __init__(
-        self, out_dir: str | Path, *, overwrite: bool = False, shard_rows: int = SHARD_ROWS
+        self,
+        out_dir: str | Path,
+        *,
+        overwrite: bool = False,
+        keep: tuple[str, ...] = (),
+        shard_rows: int = SHARD_ROWS,
     ):
         if shard_rows < 1:
             raise DatasetFolderError(f"shard_rows must be >= 1, got {shard_rows}")
         self.out_dir = Path(out_dir)
-        self.data_dir = self.out_dir / DATA_DIR
-        if self.data_dir.exists() and any(self.data_dir.iterdir()):
-            if not overwrite:
-                raise DatasetFolderError(
-                    f"{self.out_dir} already holds a dataset ({self.data_dir} is not empty); "
-                    "choose another --out or pass --overwrite"
-                )
-            shutil.rmtree(self.data_dir)
-        try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise DatasetFolderError(f"cannot create {self.data_dir}: {exc.strerror}") from exc
+        self._target = Replacement(out_dir, DATASET_KIND, overwrite=overwrite, keep=keep)
+        self.folder = self._target.staging
+        self.data_dir = self.folder / DATA_DIR
+        self.data_dir.mkdir()
         self.features = features()
         self.schema = self.features.arrow_schema
         self.shard_rows = shard_rows
         self._splits: dict[str, _SplitWriter] = {}
         self.stats: dict[str, SplitStats] = {}
+        self._closed = False
 
     def add(self, split: str, row: Mapping[str, Any]) -> None:
         writer = self._splits.get(split)
@@ -149,20 +152,23 @@ class DatasetFolderWriter:
                 self.stats[split] = self._splits[split].close()
         if not self.stats:
             raise DatasetFolderError(f"no rows were written to {self.out_dir}")
-        write_card_yaml(self.out_dir, self.stats, pretty_name=pretty_name, body=body)
+        write_card_yaml(self.folder, self.stats, pretty_name=pretty_name, body=body)
+        self._closed = True
         return self.stats
 
     def abort(self) -> None:
         for writer in self._splits.values():
             writer._close_shard()
-        shutil.rmtree(self.data_dir, ignore_errors=True)
+        self._target.abort()
 
     def __enter__(self) -> DatasetFolderWriter:
         return self
 
     def __exit__(self, exc_type: object, *_: object) -> None:
-        if exc_type is not None:
+        if exc_type is not None or not self._closed:
             self.abort()
+        else:
+            self._target.commit()
 
 
 def write_card_yaml(
@@ -170,20 +176,16 @@ def write_card_yaml(
 ) -> Path:
     """Write ``README.md`` whose YAML declares our features, splits, sizes and data files.
 
-    An existing card body is kept (only its YAML is updated), so a richer card rendered
-    later survives a rebuild.
+    The body is a short stub (or ``body``): a card with statistics of earlier rows would
+    describe data that is no longer there. ``cifake card dataset`` renders the full card.
     """
     import datasets
     from huggingface_hub import DatasetCard, DatasetCardData
 
     path = out_dir / CARD_FILE
-    if path.exists():
-        card = DatasetCard.load(path)
-        data = card.data
-    else:
-        data = DatasetCardData(pretty_name=pretty_name, license="mit")
-        card = DatasetCard(f"---\n{data.to_yaml()}\n---\n" + (body or _default_body(pretty_name)))
-        data = card.data
+    first = DatasetCardData(pretty_name=pretty_name, license="mit")
+    card = DatasetCard(f"---\n{first.to_yaml()}\n---\n" + (body or _default_body(pretty_name)))
+    data = card.data
     splits = datasets.SplitDict()
     for name, s in stats.items():
         splits.add(

@@ -19,13 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from cifake_hub.config import Config
 from cifake_hub.errors import CifakeError, ConfigError
-from cifake_hub.images import encode_png
+from cifake_hub.images import encode_png, resize_to_final
 from cifake_hub.prompts import prompt_for
-from cifake_hub.schema import FAKE, IMAGE_SIZE, make_row
+from cifake_hub.schema import FAKE, make_row
 from cifake_hub.tiny_pipeline import TINY_MODEL_ID
 
 DEFAULT_MODEL = "CompVis/stable-diffusion-v1-4"
@@ -87,12 +86,6 @@ def image_seed(base: int, job: Job, attempt: int = 0) -> int:
     """A 63-bit seed from (base seed, split, class, index, attempt), stable across runs."""
     text = f"cifake:{base}:{job.split}:{job.category}:{job.index}:{attempt}"
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") & (2**63 - 1)
-
-
-def resize_to_final(pixels: np.ndarray) -> np.ndarray:
-    """A render (H, W, 3) uint8 -> 32x32 with bilinear interpolation (PIL)."""
-    image = Image.fromarray(pixels).resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
-    return np.asarray(image)
 
 
 def pick_device(requested: str) -> str:

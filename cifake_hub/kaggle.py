@@ -13,6 +13,8 @@ import hashlib
 import json
 import os
 import re
+import threading
+import time
 import zipfile
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterator, Sequence
@@ -25,6 +27,7 @@ from cifake_hub.config import Config
 from cifake_hub.errors import ConfigError, FileNameError, InvalidImageError, SourceError
 from cifake_hub.folder import DatasetFolderWriter, SplitStats
 from cifake_hub.images import image_problem
+from cifake_hub.outputs import atomic_write_text, output_path
 from cifake_hub.schema import CLASS_NAMES, LABEL_NAMES, SPLITS, make_row
 
 SOURCE_NAME = "kaggle-cifake"
@@ -64,6 +67,7 @@ class KaggleEntry:
     category: int
     index: int
     name: str = field(compare=False)  # path inside the zip or folder
+    member: int = field(compare=False, default=-1)  # position in the zip (names can repeat)
 
     @property
     def split(self) -> str:
@@ -111,19 +115,23 @@ class _Source:
                     "CIFAKE zip or its extracted folder"
                 ) from exc
 
-    def names(self) -> list[str]:
+    def names(self) -> list[tuple[str, int]]:
+        """(path, zip position) of every file; a zip may hold several members of one name,
+        which are read by position, not name (by name, zipfile reads only the last)."""
         if self._zip is not None:
-            return [i.filename for i in self._zip.infolist() if not i.is_dir()]
+            return [(i.filename, n) for n, i in enumerate(self._zip.infolist()) if not i.is_dir()]
         names: list[str] = []
-        for folder, _, files in os.walk(self.path):
+        for folder, dirs, files in os.walk(self.path):
             rel = Path(folder).relative_to(self.path).as_posix()
             prefix = "" if rel == "." else f"{rel}/"
-            names.extend(prefix + f for f in files)
-        return sorted(names)
+            # Links to folders are not followed, but they are accounted for (as ignored).
+            links = [d for d in dirs if Path(folder, d).is_symlink()]
+            names.extend(prefix + f for f in files + links)
+        return [(name, -1) for name in sorted(names)]
 
-    def read(self, name: str) -> bytes:
+    def read(self, name: str, member: int = -1) -> bytes:
         if self._zip is not None:
-            return self._zip.read(name)
+            return self._zip.read(self._zip.infolist()[member] if member >= 0 else name)
         return (self.path / name).read_bytes()
 
     def close(self) -> None:
@@ -136,6 +144,7 @@ class Layout:
     entries: list[KaggleEntry]
     ignored: list[dict[str, str]]
     total_files: int
+    repeated_names: list[str] = field(default_factory=list)  # zip members sharing a name
 
 
 def scan(source: str | Path) -> Layout:
@@ -148,14 +157,18 @@ def scan(source: str | Path) -> Layout:
     entries: list[KaggleEntry] = []
     ignored: list[dict[str, str]] = []
     tops: set[str | None] = set()
-    for name in names:
+    for name, member in names:
         m = _ENTRY.match(name)
         base = name.rsplit("/", 1)[-1]
         if m is None or base.startswith(".") or name.startswith("__MACOSX/"):
             ignored.append({"file": name, "reason": "outside <split>/<REAL|FAKE>/ or hidden"})
             continue
+        try:
+            category, index = parse_file_name(m["name"])
+        except FileNameError as exc:
+            ignored.append({"file": name, "reason": str(exc)})
+            continue
         tops.add(m["top"])
-        category, index = parse_file_name(m["name"])
         entries.append(
             KaggleEntry(
                 split_order=SPLITS.index(m["split"].lower()),
@@ -163,35 +176,63 @@ def scan(source: str | Path) -> Layout:
                 category=category,
                 index=index,
                 name=name,
+                member=member,
             )
         )
     if not entries:
+        example = f"; e.g. {ignored[0]['file']!r}: {ignored[0]['reason']}" if ignored else ""
         raise SourceError(
             f"{source} has no images under train/REAL, train/FAKE, test/REAL or test/FAKE "
-            "(optionally inside one top folder); is it the Kaggle CIFAKE download?"
+            "(optionally inside one top folder) named as in Kaggle CIFAKE; is it the Kaggle "
+            f"CIFAKE download?{example}"
         )
     if len(tops) > 1:
         shown = ", ".join(sorted(t or "." for t in tops))
         raise SourceError(f"{source} holds several CIFAKE trees ({shown}); import one at a time")
     entries.sort()
-    return Layout(entries=entries, ignored=ignored, total_files=len(names))
+    counts = Counter(name for name, _ in names)
+    return Layout(
+        entries=entries,
+        ignored=ignored,
+        total_files=len(names),
+        repeated_names=sorted(n for n, c in counts.items() if c > 1),
+    )
 
 
 # One open source per worker process: opening a zip parses its whole central directory.
 _worker_source: _Source | None = None
 
 
-def _open_worker_source(source: str) -> None:
+def _open_worker_source(source: str, watch_parent: bool = False) -> None:
     global _worker_source
     _worker_source = _Source(source)
+    if watch_parent:
+        _exit_with_parent()
 
 
-def _check_chunk(names: Sequence[str]) -> list[tuple[bytes, bytes, str | None]]:
+def _exit_with_parent() -> None:
+    """End this worker when the importing process dies (even by SIGKILL, which gives the
+    pool no chance to stop its workers): a thread watches for the parent to change."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _check_chunk(names: Sequence[tuple[str, int]]) -> list[tuple[bytes, bytes, str | None]]:
     """Read, hash and validate files; runs in worker processes."""
     assert _worker_source is not None
-    out = []
-    for name in names:
-        data = _worker_source.read(name)
+    out: list[tuple[bytes, bytes, str | None]] = []
+    for name, member in names:
+        try:
+            data = _worker_source.read(name, member)
+        except (OSError, zipfile.BadZipFile, EOFError) as exc:
+            out.append((b"", b"", f"cannot be read ({type(exc).__name__}: {exc})"))
+            continue
         out.append((data, hashlib.sha256(data).digest(), image_problem(data)))
     return out
 
@@ -205,20 +246,22 @@ def _checked(
     if workers == 1:
         _open_worker_source(source)
         for chunk in chunks:
-            yield from _zip_chunk(chunk, _check_chunk([e.name for e in chunk]))
+            yield from _zip_chunk(chunk, _check_chunk([(e.name, e.member) for e in chunk]))
         return
-    with ProcessPoolExecutor(workers, initializer=_open_worker_source, initargs=(source,)) as pool:
+    with ProcessPoolExecutor(
+        workers, initializer=_open_worker_source, initargs=(source, True)
+    ) as pool:
         pending: deque[tuple[Sequence[KaggleEntry], Future[list[Any]]]] = deque()
         todo = iter(chunks)
         for chunk in todo:
-            pending.append((chunk, pool.submit(_check_chunk, [e.name for e in chunk])))
+            pending.append((chunk, pool.submit(_check_chunk, [(e.name, e.member) for e in chunk])))
             if len(pending) >= 2 * workers:
                 break
         while pending:
             chunk, future = pending.popleft()
             nxt = next(todo, None)
             if nxt is not None:
-                pending.append((nxt, pool.submit(_check_chunk, [e.name for e in nxt])))
+                pending.append((nxt, pool.submit(_check_chunk, [(e.name, e.member) for e in nxt])))
             yield from _zip_chunk(chunk, future.result())
 
 
@@ -247,8 +290,8 @@ def import_kaggle(
 
     ``layout`` is the result of :func:`scan` when the caller already has it.
     """
+    out = output_path(config.out)
     layout = layout or scan(config.src)
-    out = Path(config.out)
     first_seen: dict[bytes, KaggleEntry] = {}
     groups: dict[bytes, list[KaggleEntry]] = defaultdict(list)
     invalid: list[dict[str, Any]] = []
@@ -286,14 +329,13 @@ def import_kaggle(
             )
             written[(entry.split, LABEL_NAMES[entry.label], CLASS_NAMES[entry.category])] += 1
         stats = writer.close(pretty_name="CIFAKE (Kaggle import)")
-
-    for digest, later in groups.items():
-        later.insert(0, first_seen[digest])
-    report = _report(config, layout, stats, written, invalid, dropped, list(groups.values()))
-    report_path = out / REPORT_FILE
-    report_path.write_text(json.dumps(report, indent=1) + "\n")
-    config.save(out / CONFIG_FILE)
-    return ImportResult(stats=stats, report=report, report_path=report_path)
+        for digest, later in groups.items():
+            later.insert(0, first_seen[digest])
+        report = _report(config, layout, stats, written, invalid, dropped, list(groups.values()))
+        # Into the new folder before it is swapped in: report, config and rows stay together.
+        atomic_write_text(writer.folder / REPORT_FILE, json.dumps(report, indent=1) + "\n")
+        config.save(writer.folder / CONFIG_FILE)
+    return ImportResult(stats=stats, report=report, report_path=out / REPORT_FILE)
 
 
 def _report(
@@ -321,6 +363,7 @@ def _report(
         "source": str(config.src),
         "input_files": layout.total_files,
         "rows_written": rows,
+        "repeated_zip_names": layout.repeated_names,
         "rows_per_split_label_class": {"/".join(k): v for k, v in sorted(written.items())},
         "invalid": invalid,
         "ignored": layout.ignored,

@@ -7,19 +7,22 @@ resize, as the generator does for its renders); unreadable files are reported, n
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-from cifake_hub.errors import CifakeError
+from cifake_hub.errors import CifakeError, InvalidImageError
+from cifake_hub.outputs import atomic_write_text
 from cifake_hub.schema import IMAGE_SIZE, LABEL_NAMES
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+OUTPUT_SUFFIXES = (".csv", ".json")
+GRADCAM_KIND = "predict-gradcam"
 RESIZE_NOTE = "images not 32x32 were resized to 32x32 (RGB, bilinear), as the training data was"
 
 
@@ -32,31 +35,52 @@ class Prediction:
     error: str | None = None
 
 
-def find_images(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
-    """(files as given and image files in folders, recursively, in a stable order;
-    files in those folders left out because their suffix is not an image's)."""
+def find_images(paths: Iterable[str | Path]) -> list[Path]:
+    """Files as given, and every entry of given folders (recursively, in a stable order).
+
+    Nothing found is left out: a file that is not an image (whatever its suffix), a dangling
+    or looping link, or a link to a folder (not followed) becomes a row with its error.
+    """
     found: list[Path] = []
-    skipped: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.is_file())
-            found += [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
-            skipped += [f for f in files if f.suffix.lower() not in IMAGE_SUFFIXES]
-        elif p.exists():
+            entries = []
+            for folder, dirs, files in os.walk(p):
+                entries += [Path(folder, d) for d in dirs if Path(folder, d).is_symlink()]
+                entries += [Path(folder, f) for f in files]
+            if not entries:
+                raise CifakeError(f"{p} holds no files; give image files or a folder of images")
+            found += sorted(entries)
+        elif p.exists() or p.is_symlink():
             found.append(p)
         else:
             raise CifakeError(f"{p} does not exist; give image files or folders")
-    return found, skipped
+    return found
 
 
 def load_image(path: Path) -> tuple[np.ndarray, bool]:
-    """(32x32x3 uint8 pixels, whether it had to be resized)."""
-    from cifake_hub.generate import resize_to_final
+    """(32x32x3 uint8 pixels, whether it had to be resized); InvalidImageError otherwise."""
+    from cifake_hub.images import read_rgb, resize_to_final
 
-    with Image.open(path) as opened:
-        pixels = np.asarray(opened.convert("RGB"))
+    if path.is_dir():
+        raise InvalidImageError(f"{path}: a link to a folder (not followed)")
+    pixels = read_rgb(path, where=str(path))
     resized = pixels.shape[:2] != (IMAGE_SIZE, IMAGE_SIZE)
     return (resize_to_final(pixels) if resized else pixels), resized
+
+
+def check_output(path: str | Path | None) -> Path | None:
+    """Refuse a predictions file we could not write, before any work."""
+    if path is None:
+        return None
+    out = Path(path)
+    if out.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise CifakeError(f"--output must end in .csv or .json, got {out.name!r}")
+    if out.is_dir():
+        raise CifakeError(f"--output {out} is a folder; give a file name ending in .csv or .json")
+    if not out.parent.is_dir():
+        raise CifakeError(f"--output {out}: folder {out.parent} does not exist; create it first")
+    return out
 
 
 def resolve_model(spec: str | Path) -> Path:
@@ -98,10 +122,8 @@ def predict_files(
     for i, f in enumerate(files):
         try:
             px, resized = load_image(f)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            results.append(
-                Prediction(str(f), None, None, error=f"unreadable ({type(exc).__name__}: {exc})")
-            )
+        except InvalidImageError as exc:
+            results.append(Prediction(str(f), None, None, error=str(exc).removeprefix(f"{f}: ")))
             continue
         results.append(Prediction(str(f), None, None, resized=resized))
         pixels.append(px)
@@ -115,6 +137,69 @@ def predict_files(
     return results, x, index
 
 
+def load_model(path: Path) -> Any:
+    """The Keras model in ``path``, or one error line when it is not one."""
+    from cifake_hub.training.backend import import_keras
+
+    keras = import_keras()
+    try:
+        return keras.saving.load_model(path)
+    except Exception as exc:  # Keras raises many kinds (ValueError, OSError, KeyError ...)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise CifakeError(
+            f"{path} is not a Keras model cifake can load ({type(exc).__name__}: {first}); "
+            "give a run folder, a .keras file or a Hub model repo id"
+        ) from exc
+
+
+@dataclass
+class PredictOutcome:
+    results: list[Prediction]
+    gradcam: Path | None = None
+    output: Path | None = None
+
+    @property
+    def errors(self) -> list[Prediction]:
+        return [r for r in self.results if r.error]
+
+
+def predict_paths(
+    paths: Iterable[str | Path],
+    model: str | Path,
+    *,
+    threshold: float = 0.5,
+    gradcam_dir: str | Path | None = None,
+    output: str | Path | None = None,
+) -> PredictOutcome:
+    """``cifake predict``: every file found gets a row (with its error when unreadable);
+    Grad-CAM overlays replace ``gradcam_dir`` (an output folder, see cifake_hub.outputs)."""
+    from cifake_hub.outputs import Replacement, check_replaceable
+
+    out = check_output(output)
+    if gradcam_dir is not None:
+        check_replaceable(gradcam_dir, GRADCAM_KIND, overwrite=True, what="--gradcam")
+    files = find_images(paths)
+    keras_model = load_model(resolve_model(model))
+    results, x, index = predict_files(keras_model, files, threshold)
+    outcome = PredictOutcome(results)
+    if gradcam_dir is not None and len(x):
+        from cifake_hub.gradcam import gradcam
+        from cifake_hub.render import gallery
+
+        cam = gradcam(keras_model, x)
+        captions = [
+            f"{Path(r.path).name}: {r.label} P(REAL)={r.probability_real:.2f}"
+            for r in (results[i] for i in index)
+        ]
+        with Replacement(gradcam_dir, GRADCAM_KIND, overwrite=True, what="--gradcam") as staged:
+            gallery(x, cam.heatmaps, captions, staged)
+        outcome.gradcam = Path(gradcam_dir)
+    if out is not None:
+        write_predictions(results, out)
+        outcome.output = out
+    return outcome
+
+
 def write_predictions(results: list[Prediction], path: Path) -> None:
     rows = [
         {
@@ -126,12 +211,14 @@ def write_predictions(results: list[Prediction], path: Path) -> None:
         }
         for r in results
     ]
+    check_output(path)
     if path.suffix.lower() == ".json":
-        path.write_text(json.dumps({"note": RESIZE_NOTE, "predictions": rows}, indent=1) + "\n")
-    elif path.suffix.lower() == ".csv":
-        with open(path, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["path"])
-            w.writeheader()
-            w.writerows(rows)
+        text = json.dumps({"note": RESIZE_NOTE, "predictions": rows}, indent=1) + "\n"
     else:
-        raise CifakeError(f"--output must end in .csv or .json, got {path.name}")
+        buffer = io.StringIO()
+        w = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["path"])
+        w.writeheader()
+        w.writerows(rows)
+        text = buffer.getvalue()
+    # The file the user named is theirs to replace; a killed run must not leave half of it.
+    atomic_write_text(path, text)

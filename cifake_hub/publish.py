@@ -29,12 +29,14 @@ from typing import Any, TypeVar
 from cifake_hub.config import Config
 from cifake_hub.errors import CifakeError, ConfigError
 from cifake_hub.folder import CARD_FILE, DATA_DIR, set_dataset_yaml
+from cifake_hub.outputs import MARKER, Replacement
 
 T = TypeVar("T")
 DEFAULT_ENDPOINT = "https://huggingface.co"
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 RETRY_STATUS = (408, 429, 500, 502, 503, 504)
 PUBLISH_CONFIG = "publish_config.json"
+PUBLISH_TREE_KIND = "publish-tree"
 # The run's files that go into the model repo next to the model and its card.
 RUN_FILES = ("run_config.json", "results.jsonl", "test_results.json")
 RUN_DIRS = ("tables", "plots", "gradcam")
@@ -210,11 +212,41 @@ def stage_model(cfg: PublishConfig, out: Path) -> None:
             shutil.copy2(run / name, out / name)
     for name in RUN_DIRS:
         if (run / name).is_dir():
-            shutil.copytree(run / name, out / name, dirs_exist_ok=True)
+            shutil.copytree(
+                run / name, out / name, dirs_exist_ok=True, ignore=shutil.ignore_patterns(MARKER)
+            )
+    # Local paths mean nothing on the Hub (and tell where the user keeps files): the
+    # dataset a run used is named by its repo id there.
+    run_json = [out / name for name in RUN_FILES if name.endswith(".json")]
+    for path in run_json + [p for name in RUN_DIRS for p in (out / name).rglob("*.json")]:
+        if not path.exists():
+            continue
+        data = json.loads(path.read_text())
+        portable = _portable(data, cfg.dataset_repo)
+        if portable != data:
+            path.write_text(json.dumps(portable, indent=1) + "\n")
     card = render_model_card(
         run, repo_id=cfg.model_repo, dataset_repo=cfg.dataset_repo, endpoint=cfg.hub
     )
     (out / "README.md").write_text(str(card))
+
+
+def _portable(data: Any, dataset_repo: str) -> Any:
+    """``data`` with every ``dataset`` entry that names a local folder replaced by the repo id."""
+    if isinstance(data, dict):
+        return {
+            k: dataset_repo
+            if k == "dataset" and isinstance(v, str) and _is_local(v)
+            else _portable(v, dataset_repo)
+            for k, v in data.items()
+        }
+    if isinstance(data, list):
+        return [_portable(v, dataset_repo) for v in data]
+    return data
+
+
+def _is_local(value: str) -> bool:
+    return Path(value).is_absolute() or Path(value).exists()
 
 
 # -- pushing ----------------------------------------------------------------------------------
@@ -466,16 +498,18 @@ def publish(
 
 
 def dry_run(cfg: PublishConfig, out: Path) -> dict[str, dict[str, tuple[int, str]]]:
-    """Write both repos' files under ``out/dataset`` and ``out/model``; no network."""
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"{out} is not empty; give an empty or new folder for --dry-run")
-    stage_dataset(cfg, load_local(cfg.dataset), out / "dataset")
-    trees = {"dataset": tree(out / "dataset")}
-    if cfg.run is not None:
-        stage_model(cfg, out / "model")
-        trees["model"] = tree(out / "model")
-    cfg.save(out / PUBLISH_CONFIG)
+    """Write both repos' files under ``out/dataset`` and ``out/model``; no network.
+
+    ``out`` is an output folder (cifake_hub.outputs): a tree written by an earlier dry run
+    is replaced atomically, anything else is refused.
+    """
+    with Replacement(out, PUBLISH_TREE_KIND, overwrite=True, what="--dry-run folder") as staged:
+        stage_dataset(cfg, load_local(cfg.dataset), staged / "dataset")
+        trees = {"dataset": tree(staged / "dataset")}
+        if cfg.run is not None:
+            stage_model(cfg, staged / "model")
+            trees["model"] = tree(staged / "model")
+        cfg.save(staged / PUBLISH_CONFIG)
     return trees
 
 

@@ -239,7 +239,12 @@ class FolderSource:
             for index, file in enumerate(files):
                 if not limit.take(categories[class_dir]):
                     break
-                data = file.read_bytes()
+                try:
+                    data = file.read_bytes()
+                except OSError as exc:
+                    raise SourceError(
+                        f"{file} cannot be read ({exc.strerror}); remove or replace it"
+                    ) from exc
                 problem = image_problem(data)
                 if problem is not None:
                     raise InvalidImageError(f"{file}: {problem}; remove or replace it")

@@ -180,9 +180,11 @@ def make_fixture_run(run_dir: Path) -> Path:
     import json
 
     from cifake_hub.training.report import write_tables
-    from cifake_hub.training.search import SearchConfig
+    from cifake_hub.training.search import RUN_KIND, SearchConfig
 
-    run_dir.mkdir(parents=True, exist_ok=True)
+    from cifake_hub.outputs import claim
+
+    claim(run_dir, RUN_KIND)
     SearchConfig(epochs=5, dataset="user/cifake").save(run_dir / "run_config.json")
 
     def metrics(seed: int) -> dict[str, float]:

@@ -13,8 +13,8 @@ from cifake_hub.generate import (
     GeneratorConfig,
     Job,
     image_seed,
-    resize_to_final,
 )
+from cifake_hub.images import resize_to_final
 from cifake_hub.prompts import prompt_for
 from cifake_hub.tiny_pipeline import TINY_MODEL_ID
 

@@ -174,8 +174,15 @@ def test_bad_sources(tmp_path):
     bad_name = tmp_path / "bad-name.zip"
     with zipfile.ZipFile(bad_name, "w") as z:
         z.writestr("train/FAKE/cat.jpg", b"x")
-    with pytest.raises(FileNameError, match="'cat.jpg'"):
+    with pytest.raises(SourceError, match="'cat.jpg'"):
         scan(bad_name)
+    # Beside images, a file that is not named as in Kaggle CIFAKE goes to the report.
+    with zipfile.ZipFile(bad_name, "a") as z:
+        z.writestr("train/FAKE/0001 (2).jpg", b"x")
+    layout = scan(bad_name)
+    assert [e.name for e in layout.entries] == ["train/FAKE/0001 (2).jpg"]
+    assert layout.ignored[0]["file"] == "train/FAKE/cat.jpg"
+    assert "cannot parse" in layout.ignored[0]["reason"]
 
 
 @pytest.mark.parametrize(

@@ -37,7 +37,7 @@ def _rows(n, rng):
     ]
 
 
-def test_writer_shards_and_keeps_card_body(tmp_path):
+def test_writer_shards_and_replaces_card(tmp_path):
     rng = factories.np.random.default_rng(0)
     rows = _rows(25, rng)
     with DatasetFolderWriter(tmp_path, shard_rows=10) as w:
@@ -53,14 +53,15 @@ def test_writer_shards_and_keeps_card_body(tmp_path):
         {"name": "train", "num_bytes": stats["train"].num_bytes, "num_examples": 25},
         {"name": "test", "num_bytes": stats["test"].num_bytes, "num_examples": 5},
     ]
-    # A richer body written later survives a rebuild; the YAML is brought up to date.
-    card.text = "\n# My card\n"
+    # A rebuild replaces the whole card: a body rendered for the old rows would describe
+    # data that is gone (issue: never leave a stale README).
+    card.text = "\n# My card: 25 train rows\n"
     card.save(tmp_path / "README.md")
     with DatasetFolderWriter(tmp_path, overwrite=True) as w:
         w.add_many("train", rows[:3])
         w.close()
     card = DatasetCard.load(tmp_path / "README.md")
-    assert card.text == "\n# My card\n"
+    assert "25 train rows" not in card.text and "cifake card dataset" in card.text
     assert card.data.dataset_info["splits"][0]["num_examples"] == 3
     assert datasets.load_dataset(str(tmp_path))["train"].num_rows == 3
 

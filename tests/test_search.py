@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from cifake_hub.training.search import (
     RESULTS_FILE,
+    RUN_KIND,
     Progress,
     SearchConfig,
     load_results,
@@ -15,6 +16,7 @@ from cifake_hub.training.topology import Topology, stage1
 
 from cifake_hub.cli.main import main
 from cifake_hub.errors import CifakeError, ConfigError
+from cifake_hub.outputs import claim
 
 FAST = dict(epochs=1, batch_size=32, patience=0)
 
@@ -49,7 +51,7 @@ def test_stage1_then_interrupted_stage2_resumes(small_cifake, tmp_path):
     cfg2 = SearchConfig(stage="2", **FAST)
     with pytest.raises(CifakeError, match="other settings"):
         run_search(small_cifake, run, cfg2, Recorder())
-    run2 = tmp_path / "run2"
+    run2 = claim(tmp_path / "run2", RUN_KIND)
     (run2 / "models").mkdir(parents=True)
     for name in (RESULTS_FILE,):
         (run2 / name).write_text((run / name).read_text())

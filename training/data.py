@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cifake_hub.errors import ConfigError, DatasetFolderError, InvalidImageError
-from cifake_hub.images import decode_rgb
-from cifake_hub.schema import IMAGE_SIZE
+from cifake_hub.images import read_rgb
+from cifake_hub.schema import IMAGE_SIZE, LABEL_NAMES
 
 if TYPE_CHECKING:
     import datasets
@@ -44,10 +44,18 @@ def load_splits(dataset: Any) -> datasets.DatasetDict:
         return datasets.DatasetDict({"train": dataset})
     try:
         loaded = datasets.load_dataset(str(dataset))
-    except (FileNotFoundError, ValueError, ConnectionError, OSError) as exc:
+    except (
+        FileNotFoundError,
+        ValueError,
+        ConnectionError,
+        OSError,
+        datasets.exceptions.DatasetGenerationError,
+    ) as exc:
         where = "folder" if Path(str(dataset)).exists() else "folder or Hub dataset id"
+        why = (str(exc).strip().splitlines() or [""])[0][:160]
         raise DatasetFolderError(
-            f"cannot load {str(dataset)!r} as a CIFAKE {where} ({type(exc).__name__}); make one "
+            f"cannot load {str(dataset)!r} as a CIFAKE {where} ({type(exc).__name__}: {why}); "
+            "make one "
             "with `cifake import-kaggle` or `cifake build`, or check the repo id and HF_TOKEN"
         ) from exc
     assert isinstance(loaded, datasets.DatasetDict)
@@ -72,7 +80,7 @@ def to_arrays(ds: datasets.Dataset, rows: np.ndarray | None = None) -> Arrays:
     x = np.empty((len(blobs), IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
     for i, (blob, path) in enumerate(zip(blobs, paths, strict=True)):
         data = blob if blob is not None else Path(path).read_bytes()
-        pixels = decode_rgb(data, where=path or f"row {i}")
+        pixels = read_rgb(data, where=path or f"row {i}")
         if pixels.shape != x.shape[1:]:
             raise InvalidImageError(
                 f"{path or f'row {i}'}: image is {pixels.shape[1]}x{pixels.shape[0]}, expected "
@@ -152,9 +160,18 @@ def prepare(
     splits = load_splits(dataset)
     if "train" not in splits:
         raise DatasetFolderError(f"dataset has splits {list(splits)}, but training needs 'train'")
+    for name, split in splits.items():
+        if split.num_rows == 0:
+            raise DatasetFolderError(f"the {name!r} split has no rows; rebuild the dataset")
     train = splits["train"]
     label = np.asarray(train.with_format("numpy")["label"][:])
     category = np.asarray(train.with_format("numpy")["category"][:])
+    present = sorted({LABEL_NAMES[v] for v in np.unique(label)})
+    if len(present) < 2:
+        raise DatasetFolderError(
+            f"the train split holds only {present[0]} images; a detector needs both REAL and "
+            "FAKE rows (it would score 100% by always answering the one label)"
+        )
     train_rows, val_rows = carve(label, category, val_fraction, max_train, seed)
     test = to_arrays(splits["test"]) if "test" in splits else None
     return TrainingData(

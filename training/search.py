@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import json
+import math
 import os
 import shutil
 import time
@@ -36,12 +37,14 @@ from cifake_hub.training.topology import Topology, build_model, stage1, stage2
 
 from cifake_hub.config import Config
 from cifake_hub.errors import CifakeError, ConfigError
+from cifake_hub.outputs import atomic_write_text, claim, json_text
 
 CONFIG_FILE = "run_config.json"
 RESULTS_FILE = "results.jsonl"
 TEST_FILE = "test_results.json"
 MODELS_DIR = "models"
 FINAL_MODEL = "model.keras"
+RUN_KIND = "run"
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 
 
@@ -73,7 +76,11 @@ class SearchConfig(Config):
                 self.optimizer in OPTIMIZERS,
                 f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}",
             ),
-            (self.learning_rate > 0, f"learning rate must be > 0, got {self.learning_rate}"),
+            (
+                math.isfinite(self.learning_rate) and self.learning_rate > 0,
+                f"learning rate must be a finite number > 0, got {self.learning_rate}",
+            ),
+            (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
             (
                 self.padding in ("valid", "same"),
                 f"padding must be valid or same, got {self.padding!r}",
@@ -97,7 +104,7 @@ class SearchConfig(Config):
             if not ok:
                 raise ConfigError(message)
         if self.topology is not None:
-            Topology.parse(self.topology)
+            Topology.parse(self.topology).check_fits(self.padding)
 
     @property
     def selection_note(self) -> str:
@@ -144,7 +151,9 @@ def load_results(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def selection_loss(result: dict[str, Any]) -> float:
-    return float(result[result["selected_on"]]["loss"])
+    loss = result[result["selected_on"]]["loss"]
+    # A diverged model's NaN loss is stored as null: it must never be selected.
+    return math.inf if loss is None or not math.isfinite(loss) else float(loss)
 
 
 def best_of(results: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
@@ -252,8 +261,9 @@ class SearchRunner:
             model.save(tmp)
             os.replace(tmp, self.models_dir / f"{name}.keras")
             meta_path.write_text(
-                json.dumps(
-                    {k: result[k] for k in ("topology", "selected_on", result["selected_on"])}
+                json_text(
+                    {k: result[k] for k in ("topology", "selected_on", result["selected_on"])},
+                    indent=None,
                 )
             )
 
@@ -276,7 +286,7 @@ def _optimizer(cfg: SearchConfig) -> Any:
 
 def _append_line(path: Path, record: dict[str, Any]) -> None:
     # One write of one line with O_APPEND: concurrent workers never interleave records.
-    data = (json.dumps(record) + "\n").encode()
+    data = json_text(record, indent=None).encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, data)
@@ -360,9 +370,16 @@ def _is_worker() -> bool:
     return "KERASTUNER_ORACLE_IP" in os.environ and "chief" not in tuner_id
 
 
+def dataset_id(dataset: str | Path) -> str:
+    """How a run records its dataset: a local folder as its absolute path (``./ds`` and
+    ``ds`` are one dataset), a Hub id as it is."""
+    path = Path(dataset)
+    return str(path.resolve()) if path.exists() else str(dataset)
+
+
 def start_run(config: SearchConfig, run_dir: Path) -> None:
     """Save the config, or check it matches the one of the run being resumed."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+    claim(run_dir, RUN_KIND)
     path = run_dir / CONFIG_FILE
     if path.exists():
         previous = json.loads(path.read_text())
@@ -391,12 +408,13 @@ def run_search(
     run_dir = Path(run_dir)
     status = on_status or (lambda _msg: None)
     if isinstance(dataset, (str, Path)):
-        config = dataclasses.replace(config, dataset=str(dataset))
-    start_run(config, run_dir)
+        config = dataclasses.replace(config, dataset=dataset_id(dataset))
+    # The dataset first: a typo in its path must not leave a run folder behind.
     status("decoding the dataset")
     data = prepare(
         dataset, val_fraction=config.val_fraction, max_train=config.max_train, seed=config.seed
     )
+    start_run(config, run_dir)
     status(
         f"train {len(data.train):,} / validation {len(data.validation):,} / "
         f"test {len(data.test) if data.test else 0:,} images"
@@ -462,7 +480,7 @@ def finish(run_dir: Path, config: SearchConfig, data: TrainingData) -> SearchOut
                 "metrics": evaluate(model, data.test, config.batch_size),
             }
         test["final"] = {"topology": best["topology"], **test["models"][final_key]}
-    (run_dir / TEST_FILE).write_text(json.dumps(test, indent=1) + "\n")
+    atomic_write_text(run_dir / TEST_FILE, json_text(test))
     final_model = keras.saving.load_model(run_dir / FINAL_MODEL)
     eval_split = data.test if data.test is not None else data.validation
     prob = final_model.predict(eval_split.x, batch_size=256, verbose=0).ravel()

@@ -42,6 +42,16 @@ class Topology:
             self.dense_units, self.dense_layers
         ) < 0:
             raise ConfigError(f"dense units and layers must both be > 0 or both 0, got {self.name}")
+        self.check_fits("same")
+
+    def check_fits(self, padding: str) -> None:
+        if feature_size(self.conv_layers, padding) < 1:
+            deepest = max(n for n in range(1, 10) if feature_size(n, padding))
+            raise ConfigError(
+                f"topology {self.name} has {self.conv_layers} conv+pool layers, more than a "
+                f"{IMAGE_SIZE}x{IMAGE_SIZE} image allows with {padding!r} padding (at most "
+                f"{deepest}); use fewer conv layers"
+            )
 
     @property
     def name(self) -> str:
@@ -71,6 +81,16 @@ class Topology:
             )
         f, c, u, d = (int(g) if g else 0 for g in m.groups())
         return cls(f, c, u, d)
+
+
+def feature_size(conv_layers: int, padding: str) -> int:
+    """Side of the last pooled feature map of a 32x32 input (0: the input is too small)."""
+    size = IMAGE_SIZE
+    for _ in range(conv_layers):
+        size = (size if padding == "same" else size - 2) // 2
+        if size < 1:
+            return 0
+    return size
 
 
 def stage1() -> list[Topology]:

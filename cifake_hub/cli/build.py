@@ -56,8 +56,8 @@ def _rank_and_world(args: argparse.Namespace) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cifake_hub.builders.cifake import BuildConfig, assemble, make_units, units, wait_for_units
-    from cifake_hub.generate import FakeImageGenerator, GeneratorConfig
+    from cifake_hub.builders.cifake import BuildConfig, build_dataset, units
+    from cifake_hub.generate import GeneratorConfig
     from cifake_hub.progress import console, progress_bar
 
     rank, world = _rank_and_world(args)
@@ -80,19 +80,21 @@ def run(args: argparse.Namespace) -> int:
         shard_index=rank,
     )
     todo = sum(len(jobs) for i, (_, jobs) in enumerate(units(config)) if i % world == rank)
-    generator = FakeImageGenerator(gen_config)
     with progress_bar(f"FAKE images (shard {rank + 1}/{world})", total=todo) as bar:
-        made = make_units(config, generator, progress=lambda n: bar.advance(0, n))  # type: ignore[arg-type]
+        outcome = build_dataset(
+            config,
+            gen_config,
+            overwrite=args.overwrite,
+            progress=lambda n: bar.advance(0, n),  # type: ignore[arg-type]
+        )
     console.print(
-        f"shard {rank + 1}/{world}: made {made} images ({todo - made} were already done); "
-        f"{generator.blacked_out} blacked-out renders made again"
+        f"shard {rank + 1}/{world}: made {outcome.made} images ({outcome.todo - outcome.made} "
+        f"were already done); {outcome.blacked_out} blacked-out renders made again"
     )
-    if rank != 0:
+    if outcome.rows is None:
         return 0
-    wait_for_units(config)
-    counts = assemble(config, overwrite=args.overwrite)
-    gen_config.save(f"{args.out}/generator_config.json")
-    config.save(f"{args.out}/build_config.json")
-    console.print(f"wrote {args.out}: " + ", ".join(f"{k} {v:,} rows" for k, v in counts.items()))
+    console.print(
+        f"wrote {args.out}: " + ", ".join(f"{k} {v:,} rows" for k, v in outcome.rows.items())
+    )
     print(args.out)
     return 0

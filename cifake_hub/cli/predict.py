@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 
@@ -22,21 +21,19 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from cifake_hub.predict import (
-        RESIZE_NOTE,
-        find_images,
-        predict_files,
-        resolve_model,
-        write_predictions,
-    )
+    from cifake_hub.predict import RESIZE_NOTE, predict_paths
     from cifake_hub.progress import console
-    from cifake_hub.training.backend import import_keras
 
-    files, skipped = find_images(args.paths)
-    model = import_keras().saving.load_model(resolve_model(args.model))
-    with console.status(f"predicting {len(files)} files"):
-        results, x, index = predict_files(model, files, args.threshold)
-    table = Table(title=f"{len(files)} files")
+    with console.status("predicting"):
+        outcome = predict_paths(
+            args.paths,
+            args.model,
+            threshold=args.threshold,
+            gradcam_dir=args.gradcam,
+            output=args.output,
+        )
+    results = outcome.results
+    table = Table(title=f"{len(results)} files")
     for col in ("path", "label", "P(REAL)"):
         table.add_column(col)
     for r in results:
@@ -46,28 +43,15 @@ def run(args: argparse.Namespace) -> int:
             "" if r.probability_real is None else f"{r.probability_real:.3f}",
         )
     console.print(table)
-    if skipped:
+    if outcome.errors:
         console.print(
-            f"{len(skipped)} file(s) in the folders are not images by suffix and were left out, "
-            f"e.g. {skipped[0]}"
+            f"[red]{len(outcome.errors)} of {len(results)} file(s) could not be read as images; "
+            "each is listed above with the reason"
         )
-    bad = [r for r in results if r.error]
-    if bad:
-        console.print(f"[red]{len(bad)} unreadable file(s) skipped and listed above")
     if any(r.resized for r in results):
         console.print(RESIZE_NOTE)
-    if args.gradcam and len(x):
-        from cifake_hub.gradcam import gradcam
-        from cifake_hub.render import gallery
-
-        cam = gradcam(model, x)
-        captions = [
-            f"{Path(r.path).name}: {r.label} P(REAL)={r.probability_real:.2f}"
-            for r in (results[i] for i in index)
-        ]
-        gallery(x, cam.heatmaps, captions, args.gradcam)
-        console.print(f"Grad-CAM overlays: {args.gradcam}")
-    if args.output:
-        write_predictions(results, Path(args.output))
-        console.print(f"predictions: {args.output}")
+    if outcome.gradcam:
+        console.print(f"Grad-CAM overlays: {outcome.gradcam}")
+    if outcome.output:
+        console.print(f"predictions: {outcome.output}")
     return 0

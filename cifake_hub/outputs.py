@@ -1,0 +1,274 @@
+"""Output folders: the toolkit deletes or overwrites only what it can prove it wrote.
+
+Every folder a command writes carries a marker file, ``.cifake-output.json``, with the kind
+of output (``dataset``, ``run``, ``gradcam`` ...) and, once complete, the list of files the
+toolkit wrote there. The rules:
+
+- a new or empty folder becomes an output folder (the marker is written first);
+- a marked folder of the same kind is resumed in place (:func:`claim`) or replaced
+  (:class:`Replacement`, only with the caller's permission, e.g. ``--overwrite``);
+- anything else (a file, a non-empty folder without the marker, a folder of another kind,
+  a file the marker does not list) is refused with one line naming the path.
+
+Replacement is atomic: the new output is written into a marked staging folder beside the
+target (``.NAME.cifake-staging-PID``) and swapped in by two renames once complete, so a failed
+or killed run leaves the previous output as it was; the next run removes the stale staging
+folder (and finishes or undoes an interrupted swap) without needing ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from cifake_hub import __version__
+from cifake_hub.errors import OutputFolderError
+
+MARKER = ".cifake-output.json"
+_STAGING = ".cifake-staging-"
+_OLD = ".cifake-old"
+
+
+def output_path(path: str | Path, what: str = "--out") -> Path:
+    """``path`` as an output folder path; refuses an empty string (it would mean the cwd)."""
+    if not str(path).strip():
+        raise OutputFolderError(f"{what} is empty; give a folder name, e.g. {what} ./cifake")
+    return Path(path)
+
+
+def read_marker(folder: Path) -> dict[str, Any] | None:
+    """The marker of ``folder``, or None when it has none (or an unreadable one)."""
+    try:
+        marker = json.loads((folder / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) and "kind" in marker else None
+
+
+def is_output(folder: Path, kind: str) -> bool:
+    marker = read_marker(folder)
+    return marker is not None and marker["kind"] == kind
+
+
+def require_output(folder: str | Path, kind: str, what: str) -> Path:
+    """``folder`` when it is a ``kind`` output folder of ours; refuses to write into any other."""
+    folder = Path(folder)
+    marker = read_marker(folder)
+    if marker is None or marker["kind"] != kind:
+        found = "no cifake-hub marker" if marker is None else f"a {marker['kind']} output"
+        raise OutputFolderError(
+            f"{what} {folder} is not a {kind} folder written by cifake-hub ({found}, "
+            f"{MARKER}); cifake writes into folders it made only"
+        )
+    return folder
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write ``path`` so that readers see the old or the new content, never a half file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+def json_text(data: Any, indent: int | None = 1) -> str:
+    """Standard JSON (NaN and infinities become null: other tools reject them), newline-ended."""
+    return json.dumps(_finite(data), indent=indent, allow_nan=False) + "\n"
+
+
+def _finite(data: Any) -> Any:
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite(v) for v in data]
+    return data
+
+
+def _write_marker(folder: Path, kind: str, **extra: Any) -> None:
+    body = {"kind": kind, "tool": "cifake-hub", "version": __version__, **extra}
+    atomic_write_text(folder / MARKER, json.dumps(body, indent=1, sort_keys=True) + "\n")
+
+
+def claim(path: str | Path, kind: str, what: str = "--out") -> Path:
+    """Use ``path`` as a ``kind`` output folder written in place (resumable outputs).
+
+    A new or empty folder is marked; a folder already marked as ``kind`` is resumed.
+    """
+    folder = output_path(path, what)
+    _recover(folder)
+    if folder.exists() or folder.is_symlink():
+        _refuse_foreign(folder, kind, what)
+        if read_marker(folder) is not None:
+            return folder
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputFolderError(f"cannot create {what} {folder}: {exc.strerror}") from exc
+    _write_marker(folder, kind, complete=False)
+    return folder
+
+
+def _refuse_foreign(folder: Path, kind: str, what: str) -> None:
+    if not folder.is_dir():
+        raise OutputFolderError(
+            f"{what} {folder} exists and is not a folder; give a new or empty folder"
+        )
+    marker = read_marker(folder)
+    if marker is None:
+        # A marker being written by a parallel process (torchrun ranks) does not count.
+        if any(not p.name.startswith(f".{MARKER}.") for p in folder.iterdir()):
+            raise OutputFolderError(
+                f"{what} {folder} is not empty and was not written by cifake-hub (it has no "
+                f"{MARKER}); give a new or empty folder"
+            )
+    elif marker["kind"] != kind:
+        raise OutputFolderError(
+            f"{what} {folder} holds a cifake-hub {marker['kind']} output, not a {kind}; "
+            "give another folder"
+        )
+
+
+def check_replaceable(
+    path: str | Path, kind: str, *, overwrite: bool, keep: tuple[str, ...] = (), what: str = "--out"
+) -> Path:
+    """Refuse, before any work, to replace ``path`` unless the toolkit wrote all of it."""
+    folder = output_path(path, what)
+    if not (folder.exists() or folder.is_symlink()):
+        return folder
+    _refuse_foreign(folder, kind, what)
+    marker = read_marker(folder)
+    if marker is None:
+        return folder  # an empty folder
+    if marker.get("complete") and not overwrite:
+        raise OutputFolderError(
+            f"{what} {folder} already holds a {kind} written by cifake-hub; pass --overwrite "
+            "to replace it, or give another folder"
+        )
+    listed = set(marker.get("files", ()))
+    for file in sorted(folder.rglob("*")):
+        rel = file.relative_to(folder).as_posix()
+        if file.is_dir() or rel == MARKER or rel in listed or rel.split("/")[0] in keep:
+            continue
+        raise OutputFolderError(
+            f"{file} was not written by cifake-hub; move it out of {folder} before replacing "
+            "it, or give another folder"
+        )
+    return folder
+
+
+class Replacement:
+    """A marked staging folder that replaces ``path`` atomically when committed.
+
+    Use as a context manager (``with Replacement(...) as staged:``): on success the staging
+    folder is swapped in, on an exception it is removed and ``path`` is untouched. ``keep``
+    names top-level entries of the old output that move into the new one (e.g. a generator's
+    checkpoints).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        kind: str,
+        *,
+        overwrite: bool,
+        keep: tuple[str, ...] = (),
+        what: str = "--out",
+    ):
+        self.target = output_path(path, what)
+        self.kind, self.keep, self.what = kind, keep, what
+        _recover(self.target)
+        check_replaceable(self.target, kind, overwrite=overwrite, keep=keep, what=what)
+        self.staging = self.target.parent / f".{self.target.name}{_STAGING}{os.getpid()}"
+        shutil.rmtree(self.staging, ignore_errors=True)
+        try:
+            self.staging.mkdir(parents=True)
+        except OSError as exc:
+            raise OutputFolderError(f"cannot create {self.staging}: {exc.strerror}") from exc
+        _write_marker(self.staging, kind, complete=False)
+
+    def commit(self) -> Path:
+        # Something may have appeared there meanwhile.
+        check_replaceable(self.target, self.kind, overwrite=True, keep=self.keep, what=self.what)
+        _swap(self.staging, self.target, self.kind, self.keep)
+        return self.target
+
+    def abort(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+    def __enter__(self) -> Path:
+        return self.staging
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is not None:
+            self.abort()
+            return
+        try:
+            self.commit()
+        except BaseException:
+            self.abort()
+            raise
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if not p.is_dir() and p.name != MARKER
+    )
+
+
+def _swap(staged: Path, folder: Path, kind: str, keep: tuple[str, ...]) -> None:
+    carried = [name for name in keep if (folder / name).exists()]
+    # Written before the moves: a run killed between them is undone by _recover.
+    _write_marker(staged, kind, complete=False, carried=carried)
+    for name in carried:
+        os.rename(folder / name, staged / name)
+    _write_marker(staged, kind, complete=True, files=_files(staged))
+    if folder.is_dir() and read_marker(folder) is None:
+        folder.rmdir()  # an empty folder of the user's: nothing to keep
+    if folder.exists():
+        old = folder.parent / f".{folder.name}{_OLD}"
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(folder, old)
+        os.rename(staged, folder)
+        shutil.rmtree(old)
+    else:
+        os.rename(staged, folder)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _recover(folder: Path) -> None:
+    """Undo what a killed run left beside ``folder``: an interrupted swap, staging folders."""
+    parent = folder.parent
+    if not parent.is_dir():
+        return
+    old = parent / f".{folder.name}{_OLD}"
+    if read_marker(old) is not None:
+        if folder.exists():
+            shutil.rmtree(old)  # the swap finished; only the old copy's removal was lost
+        else:
+            os.rename(old, folder)  # killed between the two renames: the old output returns
+    for staged in parent.glob(f".{folder.name}{_STAGING}*"):
+        pid = staged.name.rsplit("-", 1)[-1]
+        marker = read_marker(staged)
+        if marker is None or (pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid))):
+            continue  # not ours, or another run still writing it
+        for name in marker.get("carried", ()):
+            if (staged / name).exists() and not (folder / name).exists() and folder.is_dir():
+                os.rename(staged / name, folder / name)
+        shutil.rmtree(staged)
