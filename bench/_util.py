@@ -3,33 +3,25 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import threading
 import time
-from pathlib import Path
+
+import psutil
 
 
 def _tree_rss(pid: int) -> int:
-    """Resident bytes of ``pid`` and all its descendants (Linux /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry.name))
-    total, todo = 0, [pid]
-    page = os.sysconf("SC_PAGE_SIZE")
-    while todo:
-        p = todo.pop()
+    """Resident bytes of ``pid`` and all its descendants."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for proc in procs:
         # A process may end between listing and reading.
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            total += int((Path(f"/proc/{p}/statm")).read_text().split()[1]) * page
-        todo.extend(children.get(p, []))
+        with contextlib.suppress(psutil.Error):
+            total += proc.memory_info().rss
     return total
 
 

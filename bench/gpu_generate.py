@@ -1,6 +1,6 @@
 """SD 1.4 generation throughput on a CUDA GPU, with the real architecture and random weights.
 
-    python bench/gpu_generate.py [--batch-sizes 1 8 16 32] [--steps 50] [--compile]
+    python bench/gpu_generate.py [--batch-sizes 1 8 16 32] [--steps 50] [--no-compile]
 
 Builds UNet, VAE and CLIP text encoder from Stable Diffusion 1.4's configurations (the
 compute is the same as the real weights'), fp16, SDPA attention, Euler Ancestral, 512 px,
@@ -55,6 +55,7 @@ SD14_TEXT: dict[str, Any] = dict(
 
 
 def build(device: str, dtype: Any) -> Any:
+    from cifake_hub.builders.tiny_pipeline import _byte_vocab
     from diffusers import (
         AutoencoderKL,
         EulerAncestralDiscreteScheduler,
@@ -62,8 +63,6 @@ def build(device: str, dtype: Any) -> Any:
         UNet2DConditionModel,
     )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    from cifake_hub.tiny_pipeline import _byte_vocab
 
     vocab = _byte_vocab()
     pipe: Any = StableDiffusionPipeline(
@@ -114,6 +113,10 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile pass")
+    ap.add_argument("--compile-mode", default="max-autotune-no-cudagraphs")
+    ap.add_argument(
+        "--compile-batch-sizes", type=int, nargs="+", default=None, help="default: --batch-sizes"
+    )
     args = ap.parse_args()
     import torch
 
@@ -127,13 +130,17 @@ def main() -> None:
     passes = [False] if args.no_compile else [False, True]
     for compiled in passes:
         if compiled:
-            pipe.unet = torch.compile(pipe.unet, mode="max-autotune-no-cudagraphs")
-        for batch in args.batch_sizes:
+            started = time.perf_counter()
+            pipe.unet = torch.compile(pipe.unet, mode=args.compile_mode)
+        sizes = args.compile_batch_sizes or args.batch_sizes if compiled else args.batch_sizes
+        for batch in sizes:
             r = rate(pipe, batch, args.steps, args.size, args.repeats)
             print(
                 f"{'compiled' if compiled else 'eager':>8}  batch {batch:>3}: {r:6.2f} images/s",
                 flush=True,
             )
+        if compiled:
+            print(f"compiled pass (compilation included): {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -50,12 +50,11 @@ def main() -> None:
     args = ap.parse_args()
 
     import datasets
+    from cifake_hub.builders.kaggle import ImportConfig, import_kaggle
     from cifake_hub.training.backend import import_keras
     from cifake_hub.training.data import prepare, stratified_split
     from cifake_hub.training.search import SearchConfig, run_search
     from cifake_hub.training.topology import PAPER_FINAL, Topology, build_model
-
-    from cifake_hub.kaggle import ImportConfig, import_kaggle
 
     work = Path(tempfile.mkdtemp(prefix="bench-search-"))
     dataset = args.dataset or work / "cifake"

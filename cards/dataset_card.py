@@ -7,7 +7,6 @@ YAML keeps the ``dataset_info`` and ``configs`` that ``load_dataset(DIR)`` needs
 from __future__ import annotations
 
 import functools
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -15,12 +14,10 @@ from typing import Any
 import pyarrow.parquet as pq
 from cifake_hub.cards.common import CITATIONS, TEMPLATES, fmt_int, size_category
 
+from cifake_hub.dataset_folder import DatasetFolder
 from cifake_hub.errors import DatasetFolderError
-from cifake_hub.folder import CARD_FILE, DATA_DIR, DATASET_KIND
-from cifake_hub.kaggle import REPORT_FILE, SOURCE_NAME
-from cifake_hub.outputs import atomic_write_text, require_output
-from cifake_hub.schema import CLASS_NAMES, LABEL_NAMES, SPLITS
-from cifake_hub.tiny_pipeline import TINY_MODEL_ID
+from cifake_hub.outputs import atomic_write_text
+from cifake_hub.schema import CLASS_NAMES, KAGGLE_SOURCE, LABEL_NAMES, SPLITS, TINY_MODEL_ID
 
 TEMPLATE = TEMPLATES / "dataset_card.md.j2"
 _STANDARD_LUMA = (  # the JPEG standard's luminance table (Annex K), in zig-zag order
@@ -138,9 +135,11 @@ def _describe_encoding(data: bytes) -> tuple[str, str, str]:
 
 def dataset_stats(folder: Path) -> dict[str, Any]:
     """Counts per split/label/class, sources, generator settings, prompts and encodings."""
-    files = sorted((folder / DATA_DIR).glob("*.parquet"))
+    files = DatasetFolder(folder).shards()
     if not files:
-        raise DatasetFolderError(f"{folder} has no {DATA_DIR}/*.parquet; is it a dataset folder?")
+        raise DatasetFolderError(
+            f"{folder} has no {DatasetFolder.DATA}/*.parquet; is it a dataset folder?"
+        )
     cells: Counter[tuple[str, int, int]] = Counter()
     sources: Counter[tuple[int, str]] = Counter()
     generators: Counter[tuple[Any, ...]] = Counter()
@@ -218,13 +217,12 @@ def render_dataset_card(
 ) -> Any:
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    folder = Path(folder)
+    dataset = DatasetFolder(folder)
+    folder = dataset.path
     stats = dataset_stats(folder)
     cells = stats["cells"]
     total = sum(cells.values())
-    existing = (
-        DatasetCard.load(folder / CARD_FILE).data.to_dict() if (folder / CARD_FILE).exists() else {}
-    )
+    existing = DatasetCard.load(dataset.card).data.to_dict() if dataset.card.exists() else {}
     keep = {k: existing[k] for k in ("dataset_info", "configs") if k in existing}
     card_data = DatasetCardData(
         pretty_name=pretty_name,
@@ -247,10 +245,10 @@ def render_dataset_card(
                         "total": fmt_int(sum(counts)),
                     }
                 )
-    report_path = folder / REPORT_FILE
+    report = dataset.report()
     duplicates = None
-    if report_path.exists():
-        dup = json.loads(report_path.read_text())["duplicates"]
+    if report is not None:
+        dup = report["duplicates"]
         if dup["groups"]:
             duplicates = {**dup, "per_cell": dup["extra_copies_per_split_label_class"]}
     sources = stats["sources"]
@@ -282,7 +280,7 @@ def render_dataset_card(
         fake_sources=[
             {"name": s, "count": fmt_int(n)} for (lab, s), n in sorted(sources.items()) if lab == 0
         ],
-        kaggle=any(s == SOURCE_NAME for _, s in sources),
+        kaggle=any(s == KAGGLE_SOURCE for _, s in sources),
         generators=generators,
         prompts=[
             {"category": CLASS_NAMES[c], "prompt": p, "count": fmt_int(n)}
@@ -310,6 +308,6 @@ def render_dataset_card(
 
 def write_dataset_card(folder: str | Path, **kwargs: Any) -> Path:
     """Render the card into ``folder/README.md``, keeping its ``dataset_info``/``configs``."""
-    require_output(folder, DATASET_KIND, "dataset folder")
+    dataset = DatasetFolder(folder).require_ours()
     card = render_dataset_card(folder, **kwargs)
-    return atomic_write_text(Path(folder) / CARD_FILE, str(card))
+    return atomic_write_text(dataset.card, str(card))

@@ -3,16 +3,14 @@ tables and plots, Grad-CAM gallery and faithfulness, usage, limitations, citatio
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from cifake_hub.cards.common import CITATIONS, TEMPLATES, fmt_int
-from cifake_hub.training.search import RUN_KIND
+from cifake_hub.training.run_folder import RunFolder
 from cifake_hub.training.topology import Topology
 
-from cifake_hub.errors import CifakeError
-from cifake_hub.outputs import atomic_write_text, require_output
+from cifake_hub.outputs import atomic_write_text
 
 TEMPLATE = TEMPLATES / "model_card.md.j2"
 CARD_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
@@ -44,12 +42,6 @@ def _describe(t: Topology) -> str:
     )
 
 
-def _load(path: Path, what: str) -> Any:
-    if not path.exists():
-        raise CifakeError(f"{path} is missing; {what}")
-    return json.loads(path.read_text())
-
-
 def render_model_card(
     run_dir: str | Path,
     *,
@@ -57,27 +49,19 @@ def render_model_card(
     dataset_repo: str | None = None,
     endpoint: str = "https://huggingface.co",
 ) -> Any:
-    from cifake_hub.training.report import PLOTS_DIR, TABLES, TABLES_DIR
-    from cifake_hub.training.search import CONFIG_FILE, TEST_FILE, best_of, load_results
+    from cifake_hub.training.report import TABLES, heatmap_path
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-    from cifake_hub.explain import GRADCAM_DIR, SUMMARY_FILE
-
-    run_dir = Path(run_dir)
-    config = _load(run_dir / CONFIG_FILE, "is this a run folder made by `cifake search`?")
-    test = _load(run_dir / TEST_FILE, "finish the search first")
-    results = load_results(run_dir)
-    best = best_of(results)
-    if best is None:
-        raise CifakeError(f"{run_dir} has no finished topology")
-    if "final" in test:
-        metrics, split = test["final"]["metrics"], "test"
-        eval_note = (
-            f"Scored once on the test split, after selection. {test['selection'][0].upper()}"
-            f"{test['selection'][1:]}."
-        )
+    run = RunFolder(run_dir)
+    config = run.config()
+    test = run.test_results()
+    results = run.results()
+    best = run.best()
+    if test.final is not None:
+        metrics, split = test.final.metrics, "test"
+        eval_note = f"Scored once on the test split, after selection. {test.selection_sentence}"
     else:
-        metrics, split = best[best["selected_on"]], best["selected_on"]
+        metrics, split = best.selected, best.selected_on
         eval_note = (
             f"The dataset has no test split: these are {split} numbers of the selected "
             "model, so they are optimistic."
@@ -96,6 +80,7 @@ def render_model_card(
             metric_value=round(float(metrics[name]), 4),
         )
         for name in CARD_METRICS
+        if metrics[name] is not None
     ]
     card_data = ModelCardData(
         library_name="keras",
@@ -108,61 +93,61 @@ def render_model_card(
         eval_results=eval_results,
     )
     gradcam = None
-    summary_path = run_dir / GRADCAM_DIR / SUMMARY_FILE
-    if summary_path.exists():
-        s = json.loads(summary_path.read_text())
-        f = s["faithfulness"]
+    summary = run.gradcam_summary()
+    if summary is not None:
+        f = summary.faithfulness
         gradcam = {
-            "layer": s["layer"],
-            "images": s["images"],
-            "split": s.get("split") or s["config"]["split"],
+            "layer": summary.layer,
+            "images": summary.images,
+            "split": summary.split,
             "fraction": f"{f['fraction']:.0%}",
             "drop_gradcam": f"{f['mean_drop_gradcam']:.3f}",
             "drop_random": f"{f['mean_drop_random']:.3f}",
             "faithful": f["mean_drop_gradcam"] > f["mean_drop_random"],
         }
-    stage2 = [r for r in results if r["stage"] == 2]
+    stage2 = [r for r in results if r.stage == 2]
     heatmaps = [
-        f"{PLOTS_DIR}/{spec.slug}.png"
+        heatmap_path(run, spec).relative_to(run.path).as_posix()
         for spec in TABLES
-        if (run_dir / PLOTS_DIR / f"{spec.slug}.png").exists()
+        if heatmap_path(run, spec).exists()
     ]
-    topology = Topology.parse(best["topology"])
+    topology = Topology.parse(best.topology)
     return ModelCard.from_template(
         card_data,
         template_path=str(TEMPLATE),
-        title=f"CIFAKE detector: {best['topology']}",
+        title=f"CIFAKE detector: {best.topology}",
         dataset_repo=dataset_repo,
         dataset_url=f"{endpoint}/datasets/{dataset_repo}" if dataset_repo else None,
         eval_note=eval_note,
         eval_split=split,
-        m={
-            k: (f"{100 * metrics[k]:.2f}%" if k == "accuracy" else f"{metrics[k]:.4f}")
-            for k in (*CARD_METRICS, "average_precision", "loss")
-        },
-        topology=best["topology"],
+        m={k: _fmt_metric(k, metrics[k]) for k in (*CARD_METRICS, "average_precision", "loss")},
+        topology=best.topology,
         description=_describe(topology),
-        params=fmt_int(best["params"]),
+        params=fmt_int(best.params),
         settings=[(k, "all rows" if config.get(k) is None else config.get(k)) for k in _SETTINGS]
         + [
-            ("epochs run (early stopping)", best["epochs_run"]),
-            ("training time", f"{best['train_seconds']:.0f} s"),
+            ("epochs run (early stopping)", best.epochs_run),
+            ("training time", f"{best.train_seconds:.0f} s"),
         ],
         n_trained=len(results),
-        extractor=(
-            f"conv={stage2[0]['conv_filters']}x{stage2[0]['conv_layers']}" if stage2 else ""
-        ),
-        selection_split=best["selected_on"],
-        tables=(run_dir / TABLES_DIR / "tables.md").read_text(),
+        extractor=(f"conv={stage2[0].conv_filters}x{stage2[0].conv_layers}" if stage2 else ""),
+        selection_split=best.selected_on,
+        tables=(run.tables_dir / RunFolder.TABLES_MD).read_text(),
         heatmaps=heatmaps,
         gradcam=gradcam,
         repo_id=repo_id or "NAMESPACE/MODEL",
-        selection_warning=test["selection"][0].upper() + test["selection"][1:] + ".",
+        selection_warning=test.selection_sentence,
         citations=CITATIONS,
     )
 
 
+def _fmt_metric(name: str, value: float | None) -> str:
+    if value is None:
+        return "undefined"
+    return f"{100 * value:.2f}%" if name == "accuracy" else f"{value:.4f}"
+
+
 def write_model_card(run_dir: str | Path, **kwargs: Any) -> Path:
-    require_output(run_dir, RUN_KIND, "run folder")
+    run = RunFolder(run_dir).require_ours()
     card = render_model_card(run_dir, **kwargs)
-    return atomic_write_text(Path(run_dir) / "README.md", str(card))
+    return atomic_write_text(run.card, str(card))

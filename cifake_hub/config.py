@@ -12,6 +12,35 @@ from cifake_hub.outputs import atomic_write_text
 T = TypeVar("T", bound="Config")
 
 
+def option(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    flag: str | None = None,
+    metavar: str | None = None,
+    choices: tuple[str, ...] | None = None,
+    positional: bool = False,
+    cli: bool = True,
+) -> Any:
+    """A config field that is also a command-line option: its type, default and help are
+    declared here once, and `cifake_hub.cli.options` derives the option from them.
+
+    ``flag`` overrides the option name (``--no-verify`` for a field that defaults to True);
+    ``positional`` makes it an argument; ``cli=False`` keeps it out of the command line.
+    """
+    metadata = {
+        "help": help,
+        "flag": flag,
+        "metavar": metavar,
+        "choices": choices,
+        "positional": positional,
+        "cli": cli,
+    }
+    if default is dataclasses.MISSING:
+        return dataclasses.field(metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """Subclasses are frozen dataclasses that validate themselves in ``__post_init__``."""

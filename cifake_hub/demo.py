@@ -13,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cifake_hub.config import Config
+from cifake_hub.config import Config, option
+from cifake_hub.dataset_folder import DatasetFolder
 from cifake_hub.errors import ConfigError
-from cifake_hub.folder import CARD_FILE, DATA_DIR
 from cifake_hub.outputs import check_replaceable, claim
 
 SAMPLE = Path(__file__).parent / "data" / "cifake-sample.zip"
@@ -29,14 +29,21 @@ PLACEHOLDER_REPOS = ("NAMESPACE/cifake", "NAMESPACE/cifake-cnn")
 
 @dataclasses.dataclass(frozen=True)
 class JobConfig(Config):
-    src: str | None = None  # None: the embedded sample; else a Kaggle zip/folder or dataset folder
-    search: str = "quick"  # quick: the paper's final topology; full: all 36
-    epochs: int = 8  # quick preset only; the full search uses `cifake search`'s defaults
-    explain_n: int = 200
-    dataset_repo: str | None = None
-    model_repo: str | None = None
-    endpoint: str | None = None
-    private: bool = False
+    src: str | None = option(
+        None, "Kaggle CIFAKE zip or folder, or a dataset folder (default: the embedded sample)"
+    )
+    search: str = option(
+        "quick",
+        "quick: the paper's final topology only; full: all 36",
+        choices=("quick", "full"),
+    )
+    # The full search uses `cifake search`'s defaults.
+    epochs: int = option(8, "epochs of the quick preset")
+    explain_n: int = option(200, "test images Grad-CAM explains")
+    dataset_repo: str | None = option(None, "publish the dataset to this repo", metavar="NS/NAME")
+    model_repo: str | None = option(None, "publish the model to this repo", metavar="NS/NAME")
+    endpoint: str | None = option(None, "Hub URL (default $HF_ENDPOINT or huggingface.co)")
+    private: bool = option(False, "create new repos private")
 
     def __post_init__(self) -> None:
         if self.search not in ("quick", "full"):
@@ -71,34 +78,25 @@ class JobResult:
     published: str  # the dry-run folder, or the repo URLs
 
 
-def is_dataset_folder(path: Path) -> bool:
-    return (path / CARD_FILE).exists() and any((path / DATA_DIR).glob("*.parquet"))
-
-
 def run_job(out: str | Path, cfg: JobConfig, status: Callable[[str], None] = print) -> JobResult:
-    from cifake_hub.publish import (
-        PUBLISH_TREE_KIND,
-        PublishConfig,
-        configure_endpoint,
-        dry_run,
-        publish,
-    )
-
-    # Before anything imports huggingface_hub, which reads the endpoint once.
-    configure_endpoint(cfg.endpoint)
+    """The main job into the job folder ``out``. With ``cfg.endpoint``, set ``HF_ENDPOINT``
+    before importing huggingface_hub or datasets (`cifake demo` does)."""
+    from cifake_hub.builders.kaggle import ImportConfig, import_kaggle
     from cifake_hub.cards.dataset_card import write_dataset_card
     from cifake_hub.cards.model_card import write_model_card
-    from cifake_hub.explain import FIGURE6_FILE, GRADCAM_DIR, ExplainConfig, explain_run
-    from cifake_hub.kaggle import ImportConfig, import_kaggle
-    from cifake_hub.training.search import FINAL_MODEL, SearchConfig, run_search
+    from cifake_hub.explain.run import ExplainConfig, explain_run
+    from cifake_hub.hub.publish import PUBLISH_TREE_KIND, PublishConfig, dry_run, publish
+    from cifake_hub.training.run_folder import RunFolder
+    from cifake_hub.training.search import SearchConfig, run_search
 
     out = claim(out, JOB_KIND)
     # Refuse now, not after the training, a publish folder cifake cannot replace.
     check_replaceable(out / PUBLISH_DIR, PUBLISH_TREE_KIND, overwrite=True, what="--out")
     cfg.save(out / CONFIG_FILE)
     src = Path(cfg.src) if cfg.src else SAMPLE
-    if is_dataset_folder(src):
-        dataset = src
+    if DatasetFolder(src).exists():
+        # Its card is rendered in step 4: cifake writes only into folders it made.
+        dataset = DatasetFolder(src).require_ours().path
         status(f"1/5 using the dataset folder {dataset}")
     else:
         dataset = out / ("cifake-sample" if cfg.src is None else "cifake")
@@ -143,7 +141,7 @@ def run_job(out: str | Path, cfg: JobConfig, status: Callable[[str], None] = pri
         run,
         dataset_card,
         model_card,
-        run / GRADCAM_DIR / FIGURE6_FILE,
-        run / FINAL_MODEL,
+        RunFolder(run).figure6,
+        RunFolder(run).model,
         published,
     )

@@ -23,7 +23,9 @@ import math
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+from typing_extensions import Self
 
 from cifake_hub import __version__
 from cifake_hub.errors import OutputFolderError
@@ -31,6 +33,27 @@ from cifake_hub.errors import OutputFolderError
 MARKER = ".cifake-output.json"
 _STAGING = ".cifake-staging-"
 _OLD = ".cifake-old"
+
+
+class OutputFolder:
+    """A folder of one kind that the toolkit writes; subclasses own its file names."""
+
+    KIND: ClassVar[str]  # its kind in the marker
+    WHAT: ClassVar[str]  # how errors name it
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r})"
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def require_ours(self) -> Self:
+        """This folder, when cifake wrote it (only then may cifake write into it)."""
+        require_output(self.path, self.KIND, self.WHAT)
+        return self
 
 
 def output_path(path: str | Path, what: str = "--out") -> Path:

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from cifake_hub.errors import CifakeError, InvalidImageError
+from cifake_hub.config import Config, option
+from cifake_hub.errors import CifakeError, ConfigError, InvalidImageError
 from cifake_hub.outputs import atomic_write_text
 from cifake_hub.schema import IMAGE_SIZE, LABEL_NAMES
 
@@ -86,10 +87,10 @@ def check_output(path: str | Path | None) -> Path | None:
 def resolve_model(spec: str | Path) -> Path:
     """A run folder, a .keras file, or a Hub model repo id -> the .keras file."""
     p = Path(spec)
-    from cifake_hub.training.search import FINAL_MODEL
+    from cifake_hub.training.run_folder import RunFolder
 
-    if p.is_dir() and (p / FINAL_MODEL).exists():
-        return p / FINAL_MODEL
+    if p.is_dir() and RunFolder(p).model.exists():
+        return RunFolder(p).model
     if p.is_file():
         return p
     if p.exists():
@@ -100,23 +101,33 @@ def resolve_model(spec: str | Path) -> Path:
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     try:
-        folder = Path(snapshot_download(str(spec), allow_patterns=["model.keras", "*.json"]))
+        folder = Path(snapshot_download(str(spec), allow_patterns=[RunFolder.MODEL, "*.json"]))
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as exc:
         raise CifakeError(
             f"cannot get model {str(spec)!r} from the Hub ({type(exc).__name__}); "
             "give a run folder or .keras file, or check the repo id, HF_TOKEN and network"
         ) from exc
-    if not (folder / "model.keras").exists():
-        raise CifakeError(f"Hub repo {spec} has no model.keras")
-    return folder / "model.keras"
+    if not RunFolder(folder).model.exists():
+        raise CifakeError(f"Hub repo {spec} has no {RunFolder.MODEL}")
+    return RunFolder(folder).model
+
+
+@dataclass(frozen=True)
+class PredictConfig(Config):
+    model: str = option(help="run folder, .keras file or Hub model repo id")
+    threshold: float = option(0.5, "P(REAL) at or above which an image is REAL")
+    gradcam: str | None = option(None, "write Grad-CAM overlays to this folder", metavar="DIR")
+    output: str | None = option(None, "write the table to FILE.csv or FILE.json", metavar="FILE")
+
+    def __post_init__(self) -> None:
+        if not 0 < self.threshold < 1:
+            raise ConfigError(f"threshold must be in (0, 1), got {self.threshold}")
 
 
 def predict_files(
-    model: Any, files: list[Path], threshold: float = 0.5, batch_size: int = 256
+    model: Any, files: list[Path], threshold: float, batch_size: int = 256
 ) -> tuple[list[Prediction], np.ndarray, list[int]]:
     """Predictions for every file (errors included), the pixels read and their file indices."""
-    if not 0 < threshold < 1:
-        raise CifakeError(f"threshold must be in (0, 1), got {threshold}")
     results: list[Prediction] = []
     pixels, index = [], []
     for i, f in enumerate(files):
@@ -163,28 +174,22 @@ class PredictOutcome:
         return [r for r in self.results if r.error]
 
 
-def predict_paths(
-    paths: Iterable[str | Path],
-    model: str | Path,
-    *,
-    threshold: float = 0.5,
-    gradcam_dir: str | Path | None = None,
-    output: str | Path | None = None,
-) -> PredictOutcome:
+def predict_paths(paths: Iterable[str | Path], config: PredictConfig) -> PredictOutcome:
     """``cifake predict``: every file found gets a row (with its error when unreadable);
-    Grad-CAM overlays replace ``gradcam_dir`` (an output folder, see cifake_hub.outputs)."""
+    Grad-CAM overlays replace ``config.gradcam`` (an output folder, see cifake_hub.outputs)."""
     from cifake_hub.outputs import Replacement, check_replaceable
 
-    out = check_output(output)
+    out = check_output(config.output)
+    gradcam_dir = config.gradcam
     if gradcam_dir is not None:
         check_replaceable(gradcam_dir, GRADCAM_KIND, overwrite=True, what="--gradcam")
     files = find_images(paths)
-    keras_model = load_model(resolve_model(model))
-    results, x, index = predict_files(keras_model, files, threshold)
+    keras_model = load_model(resolve_model(config.model))
+    results, x, index = predict_files(keras_model, files, config.threshold)
     outcome = PredictOutcome(results)
     if gradcam_dir is not None and len(x):
-        from cifake_hub.gradcam import gradcam
-        from cifake_hub.render import gallery
+        from cifake_hub.explain.gradcam import gradcam
+        from cifake_hub.explain.render import gallery
 
         cam = gradcam(keras_model, x)
         captions = [

@@ -51,6 +51,9 @@ PROVENANCE_COLUMNS: dict[str, str] = {
     "batch_index": "int32",  # position in its batch: CPU/GPU kernels can differ by position
 }
 COLUMNS: tuple[str, ...] = ("image", "label", "category", *PROVENANCE_COLUMNS)
+# Provenance values that the dataset card explains.
+KAGGLE_SOURCE = "kaggle-cifake"  # `source` of rows imported from the Kaggle CIFAKE download
+TINY_MODEL_ID = "tiny-random-sd"  # `model_id` of the random-weight test pipeline: noise images
 
 
 def features() -> datasets.Features:

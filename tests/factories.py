@@ -159,7 +159,8 @@ def make_cifake_folder(
     out: Path, per_class_train: int = 10, per_class_test: int = 2, seed: int = 0
 ) -> Path:
     """A small CIFAKE dataset folder (PNG images, both labels, all classes, both splits)."""
-    from cifake_hub.folder import DatasetFolderWriter
+    from cifake_hub.builders.folder import DatasetFolderWriter
+
     from cifake_hub.schema import make_row
 
     rng = np.random.default_rng(seed)
@@ -174,18 +175,57 @@ def make_cifake_folder(
     return out
 
 
+def topology_result(
+    conv_filters: int,
+    conv_layers: int,
+    dense_units: int = 0,
+    dense_layers: int = 0,
+    *,
+    validation: dict[str, Any],
+) -> Any:
+    """A TopologyResult with fixed training numbers (no training)."""
+    from cifake_hub.training.run_folder import TopologyResult
+    from cifake_hub.training.topology import Topology
+
+    t = Topology(conv_filters, conv_layers, dense_units, dense_layers)
+    return TopologyResult(
+        topology=t.name,
+        stage=t.stage,
+        conv_filters=conv_filters,
+        conv_layers=conv_layers,
+        dense_units=dense_units,
+        dense_layers=dense_layers,
+        params=84001,
+        train_seconds=12.5,
+        epochs_run=4,
+        train_images=1800,
+        validation_images=200,
+        train_images_per_second=576.0,
+        epoch_seconds=[3.0] * 4,
+        history={
+            "loss": [0.4, 0.3, 0.25, 0.2],
+            "val_loss": [0.35, 0.3, 0.28, 0.29],
+            "accuracy": [0.8, 0.88, 0.9, 0.92],
+            "val_accuracy": [0.82, 0.87, 0.9, 0.9],
+        },
+        validation=validation,
+        selected_on="validation",
+    )
+
+
 def make_fixture_run(run_dir: Path) -> Path:
     """A finished run folder with fixed numbers (no training): 12 stage-1 topologies, 3 of
     stage 2, test results and a Grad-CAM summary. For card tests against a reviewed file."""
     import json
 
     from cifake_hub.training.report import write_tables
-    from cifake_hub.training.search import RUN_KIND, SearchConfig
+    from cifake_hub.training.run_folder import RunFolder, ScoredModel, TestResults, best_of
+    from cifake_hub.training.search import SearchConfig
 
     from cifake_hub.outputs import claim
 
-    claim(run_dir, RUN_KIND)
-    SearchConfig(epochs=5, dataset="user/cifake").save(run_dir / "run_config.json")
+    run = RunFolder(claim(run_dir, RunFolder.KIND))
+    SearchConfig(epochs=5, dataset="user/cifake").save(run.config_path)
 
     def metrics(seed: int) -> dict[str, float]:
         acc = 0.90 + (seed % 7) / 200
@@ -203,66 +243,35 @@ def make_fixture_run(run_dir: Path) -> Path:
             "fn": 90 + seed,
         }
 
-    results: list[dict[str, Any]] = []
-    for i, (f, n) in enumerate((f, n) for f in (16, 32, 64, 128) for n in (1, 2, 3)):
-        results.append(
-            {
-                "topology": f"conv={f}x{n}",
-                "stage": 1,
-                "conv_filters": f,
-                "conv_layers": n,
-                "dense_units": 0,
-                "dense_layers": 0,
-                "selected_on": "validation",
-                "validation": metrics({4: 6, 6: 4}.get(i, i)),
-            }
-        )  # conv=32x2 wins
-    for j, (u, n) in enumerate(((32, 1), (64, 1), (64, 2))):
-        results.append(
-            {
-                "topology": f"conv=32x2,dense={u}x{n}",
-                "stage": 2,
-                "conv_filters": 32,
-                "conv_layers": 2,
-                "dense_units": u,
-                "dense_layers": n,
-                "selected_on": "validation",
-                "validation": metrics(21 + j),
-            }
-        )
-    results[-2]["validation"]["loss"] = 0.17  # the paper's final choice wins stage 2
-    for r in results:
-        r.update(
-            params=84001,
-            train_seconds=12.5,
-            epochs_run=4,
-            epoch_seconds=[3.0] * 4,
-            history={
-                "loss": [0.4, 0.3, 0.25, 0.2],
-                "val_loss": [0.35, 0.3, 0.28, 0.29],
-                "accuracy": [0.8, 0.88, 0.9, 0.92],
-                "val_accuracy": [0.82, 0.87, 0.9, 0.9],
-            },
-        )
-    (run_dir / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in results))
-    best = min(results, key=lambda r: r["validation"]["loss"])
+    results = [
+        topology_result(f, n, validation=metrics({4: 6, 6: 4}.get(i, i)))  # conv=32x2 wins
+        for i, (f, n) in enumerate((f, n) for f in (16, 32, 64, 128) for n in (1, 2, 3))
+    ]
+    results += [
+        topology_result(32, 2, u, n, validation=metrics(21 + j))
+        for j, (u, n) in enumerate(((32, 1), (64, 1), (64, 2)))
+    ]
+    results[-2].validation["loss"] = 0.17  # the paper's final choice wins stage 2
+    run.results_path.write_text("".join(json.dumps(r.to_dict()) + "\n" for r in results))
+    best = best_of(results)
+    assert best is not None
     selection = (
         "models were selected on a validation split (10% of train, stratified by label "
         "and class); the test split was scored once, at the end"
     )
-    final = {"topology": best["topology"], "metrics": metrics(40)}
-    (run_dir / "test_results.json").write_text(
-        json.dumps(
-            {"selection": selection, "models": {"stage2_best": final}, "final": final}, indent=1
-        )
-    )
-    (run_dir / "gradcam").mkdir(exist_ok=True)
-    (run_dir / "gradcam" / "summary.json").write_text(
+    final = ScoredModel(best.topology, metrics(40))
+    test = TestResults(selection, {RunFolder.kept_key(2): final}, final)
+    run.test_path.write_text(json.dumps(test.to_dict(), indent=1))
+    run.gradcam_dir.mkdir(exist_ok=True)
+    (run.gradcam_dir / RunFolder.GRADCAM_SUMMARY).write_text(
         json.dumps(
             {
                 "config": {"split": "test"},
+                "split": "test",
                 "layer": "conv_2",
                 "images": 200,
+                "accuracy_on_sample": 0.9,
+                "figure6": f"{RunFolder.GRADCAM}/{RunFolder.FIGURE6}",
                 "faithfulness": {
                     "images": 200,
                     "fraction": 0.1,
@@ -273,5 +282,5 @@ def make_fixture_run(run_dir: Path) -> Path:
             }
         )
     )
-    write_tables(run_dir, results)
+    write_tables(run, results)
     return run_dir

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import datasets
 import pytest
-from cifake_hub.builders.cifake import WORK_DIR, BuildConfig, units
+from cifake_hub.builders.prompts import prompt_for
+from cifake_hub.builders.units import BuildConfig, units
 
+from cifake_hub.dataset_folder import DatasetFolder
 from cifake_hub.errors import ConfigError
-from cifake_hub.prompts import prompt_for
 
 BIN = Path(sys.executable).parent
 # torchrun sets OMP_NUM_THREADS=1; CPU kernels round differently with other thread counts, so
@@ -90,12 +91,12 @@ def test_killed_build_resumes_to_the_same_rows(reference, tmp_path):
         _build_cmd(out, tar), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV
     )
     deadline = time.monotonic() + 120
-    while len(list((out / WORK_DIR).glob("*.parquet"))) < 4:
+    while len(list(DatasetFolder(out).work_dir.glob("*.parquet"))) < 4:
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    done_before = {p.name for p in (out / WORK_DIR).glob("*.parquet")}
+    done_before = {p.name for p in DatasetFolder(out).work_dir.glob("*.parquet")}
     assert 4 <= len(done_before) < 30
     res = subprocess.run(_build_cmd(out, tar), check=True, capture_output=True, text=True, env=ENV)
     assert f"({len(done_before)} were already done)" in res.stderr + res.stdout

@@ -9,7 +9,7 @@ import pytest
 
 from cifake_hub.cli.main import main
 from cifake_hub.errors import CifakeError
-from cifake_hub.explain import ExplainConfig, explain_run
+from cifake_hub.explain.run import ExplainConfig, explain_run
 
 
 def test_explain_cli_writes_figure6_and_summary(small_run, tmp_path):
@@ -42,7 +42,7 @@ def test_explain_validation_uses_the_runs_held_out_rows(small_run, small_cifake,
     run = tmp_path / "run"
     shutil.copytree(small_run, run)
     summary = explain_run(run, ExplainConfig(dataset=str(small_cifake), split="validation", n=10))
-    assert summary["split"] == "validation"
+    assert summary.split == "validation"
     rows = np.load(run / "gradcam" / "heatmaps.npz")["row"]
     ds = datasets.load_dataset(str(small_cifake))["train"]
     cfg = json.loads((run / "run_config.json").read_text())

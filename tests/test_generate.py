@@ -4,19 +4,19 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
-
-from cifake_hub.errors import CifakeError, ConfigError
-from cifake_hub.generate import (
+from cifake_hub.builders.generate import (
     SCHEDULER,
     FakeImageGenerator,
     GeneratorConfig,
     Job,
     image_seed,
 )
+from cifake_hub.builders.prompts import prompt_for
+from PIL import Image
+
+from cifake_hub.errors import CifakeError, ConfigError
 from cifake_hub.images import resize_to_final
-from cifake_hub.prompts import prompt_for
-from cifake_hub.tiny_pipeline import TINY_MODEL_ID
+from cifake_hub.schema import TINY_MODEL_ID
 
 CFG = GeneratorConfig(model_id="tiny", steps=4, batch_size=3, seed=7)
 

@@ -5,8 +5,8 @@ import pytest
 from cifake_hub.training.backend import import_keras
 
 from cifake_hub.errors import CifakeError
-from cifake_hub.gradcam import gradcam, last_conv_layer
-from cifake_hub.render import figure6, overlay
+from cifake_hub.explain.gradcam import gradcam, last_conv_layer
+from cifake_hub.explain.render import figure6, overlay
 
 SQUARE = 8
 
@@ -127,7 +127,7 @@ def test_figure6_and_overlay(trained, tmp_path):
 
 
 def test_deletion_test_prefers_gradcam_pixels(trained):
-    from cifake_hub.gradcam import deletion_test
+    from cifake_hub.explain.gradcam import deletion_test
 
     x, y, _ = square_data(200, seed=5)
     pos = y == 1

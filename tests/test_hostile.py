@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from cifake_hub.cli.main import main
-from cifake_hub.kaggle import REPORT_FILE
+from cifake_hub.dataset_folder import DatasetFolder
 from cifake_hub.outputs import json_text
 from tests import factories
 from tests.test_outputs import snapshot
@@ -111,7 +111,7 @@ def test_import_hostile_files_every_one_accounted(tmp_path, as_zip):
     out = tmp_path / "out"
     res = _run("import-kaggle", str(src), "--out", str(out))
     assert res.returncode == 0, res.stderr
-    report = json.loads((out / REPORT_FILE).read_text())
+    report = json.loads(DatasetFolder(out).file(DatasetFolder.REPORT).read_text())
     assert _accounted(report) == report["input_files"]
     expected_inputs = len(hostile_files()) + (1 if as_zip else 4)  # + the links or the copy
     assert report["input_files"] == expected_inputs
@@ -217,7 +217,8 @@ def test_search_bad_datasets_are_one_line(small_cifake, tmp_path):
     assert res.returncode == 1 and "cannot load" in res.stderr, res.stderr
     assert "Traceback" not in res.stderr
 
-    from cifake_hub.folder import DatasetFolderWriter
+    from cifake_hub.builders.folder import DatasetFolderWriter
+
     from cifake_hub.schema import make_row
 
     rng = np.random.default_rng(0)
@@ -268,8 +269,9 @@ def test_json_outputs_are_standard():
 
 
 def test_folder_source_with_a_dangling_link_is_one_error(tmp_path):
+    from cifake_hub.builders.sources import parse_source
+
     from cifake_hub.errors import SourceError
-    from cifake_hub.sources import parse_source
 
     cls = tmp_path / "train" / "cat"
     cls.mkdir(parents=True)

@@ -8,10 +8,16 @@ from collections import Counter
 
 import datasets
 import pytest
+from cifake_hub.builders.kaggle import (
+    ImportConfig,
+    import_kaggle,
+    parse_file_name,
+    scan,
+)
 
 from cifake_hub.cli.main import main
+from cifake_hub.dataset_folder import DatasetFolder
 from cifake_hub.errors import FileNameError, InvalidImageError, SourceError
-from cifake_hub.kaggle import REPORT_FILE, ImportConfig, import_kaggle, parse_file_name, scan
 from cifake_hub.schema import CLASS_NAMES, features
 from tests import factories
 
@@ -72,7 +78,7 @@ def test_import_zip_rows_features_and_report(kaggle_zip, tmp_path):
     assert counts[("train", 0, 0)] == 2
     assert counts[("train", 0, 2)] == 3  # the planted duplicate is kept without --dedupe
 
-    report = json.loads((out / REPORT_FILE).read_text())
+    report = json.loads(DatasetFolder(out).file(DatasetFolder.REPORT).read_text())
     assert report == result.report
     assert report["input_files"] == len(kaggle_zip.files)
     assert report["rows_written"] == len(kaggle_zip.valid)

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import datasets
 import pytest
+from cifake_hub.builders.kaggle import ImportConfig, import_kaggle
 
+from cifake_hub.dataset_folder import DatasetFolder
 from cifake_hub.errors import OutputFolderError
-from cifake_hub.kaggle import REPORT_FILE, ImportConfig, import_kaggle
 from cifake_hub.outputs import MARKER, Replacement, claim, read_marker
 from tests import factories
 
@@ -131,7 +132,7 @@ def test_demo_out_on_an_existing_file_is_one_line(tmp_path):
 
 
 def test_dry_run_replaces_only_its_own_tree(small_cifake, small_run, tmp_path):
-    from cifake_hub.publish import PublishConfig, dry_run
+    from cifake_hub.hub.publish import PublishConfig, dry_run
 
     cfg = PublishConfig(
         dataset=str(small_cifake), dataset_repo="u/d", run=str(small_run), model_repo="u/m"
@@ -265,5 +266,5 @@ def test_sigkilled_import_leaves_no_workers_and_recovers(tmp_path, existing):
     fifo.unlink()
     res = _cli(*args, *(["--overwrite"] * existing))
     assert res.returncode == 0, res.stderr
-    assert (out / REPORT_FILE).exists()
+    assert DatasetFolder(out).file(DatasetFolder.REPORT).exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "src"]

@@ -29,7 +29,7 @@ def published_run(small_cifake, tmp_path_factory):
     """A 1-epoch search run on the small dataset, explained with Grad-CAM."""
     from cifake_hub.training.search import SearchConfig, run_search
 
-    from cifake_hub.explain import ExplainConfig, explain_run
+    from cifake_hub.explain.run import ExplainConfig, explain_run
 
     run_dir = tmp_path_factory.mktemp("publish") / "run"
     config = SearchConfig(topology="conv=16x1,dense=32x1", epochs=1, batch_size=32, patience=0)

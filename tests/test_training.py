@@ -9,6 +9,7 @@ from cifake_hub.training.topology import PAPER_FINAL, Topology, build_model, sta
 from sklearn import metrics as skm
 
 from cifake_hub.errors import ConfigError
+from tests import factories
 
 
 def _expected_params(t: Topology, padding: str = "valid") -> tuple[int, int]:
@@ -109,15 +110,9 @@ def test_stratified_split_is_deterministic_and_stratified():
 
 def test_table_layout_is_the_papers():
     results = [
-        {
-            "stage": 1,
-            "conv_filters": f,
-            "conv_layers": n,
-            "dense_units": 0,
-            "dense_layers": 0,
-            "selected_on": "validation",
-            "validation": {"accuracy": 0.9 + f / 10000 + n / 1000, "loss": 0.2},
-        }
+        factories.topology_result(
+            f, n, validation={"accuracy": 0.9 + f / 10000 + n / 1000, "loss": 0.2}
+        )
         for f in (16, 32, 64, 128)
         for n in (1, 2, 3)
     ]

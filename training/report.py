@@ -9,16 +9,13 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from cifake_hub.training.metrics import binary_metrics
+from cifake_hub.training.run_folder import RunFolder, TopologyResult
 from cifake_hub.training.topology import CONV_FILTERS, CONV_LAYERS, DENSE_LAYERS, DENSE_UNITS
 
-from cifake_hub.render import pyplot, save_figure
-
-TABLES_DIR = "tables"
-PLOTS_DIR = "plots"
+from cifake_hub.plotting import pyplot, save_figure
 
 
 @dataclass(frozen=True)
@@ -68,18 +65,18 @@ TABLES = tuple(
 )
 
 
-def table_values(spec: TableSpec, results: list[dict[str, Any]]) -> list[list[float | None]]:
-    """The grid of ``spec``: None where a topology has not run (or another extractor ran)."""
-    cells: dict[tuple[int, int], float] = {}
+def table_values(spec: TableSpec, results: list[TopologyResult]) -> list[list[float | None]]:
+    """The grid of ``spec``: None where a topology has not run, another extractor ran, or
+    the metric is undefined."""
+    cells: dict[tuple[int, int], float | None] = {}
     for r in results:
-        if r["stage"] != spec.stage:
+        if r.stage != spec.stage:
             continue
         key = (
-            (r["conv_filters"], r["conv_layers"])
-            if spec.stage == 1
-            else (r["dense_units"], r["dense_layers"])
+            (r.conv_filters, r.conv_layers) if spec.stage == 1 else (r.dense_units, r.dense_layers)
         )
-        cells[key] = float(r[r["selected_on"]][spec.metric])
+        value = r.selected[spec.metric]
+        cells[key] = None if value is None else float(value)
     return [[cells.get((row, col)) for col in spec.columns] for row in spec.rows]
 
 
@@ -100,12 +97,12 @@ def table_markdown(
     return "\n".join(lines) + "\n"
 
 
-def write_tables(run_dir: Path, results: list[dict[str, Any]]) -> Path:
-    out = run_dir / TABLES_DIR
+def write_tables(run: RunFolder, results: list[TopologyResult]) -> Path:
+    out = run.tables_dir
     out.mkdir(parents=True, exist_ok=True)
-    split = results[0]["selected_on"] if results else "validation"
-    stage2 = [r for r in results if r["stage"] == 2]
-    extractor = f"conv={stage2[0]['conv_filters']}x{stage2[0]['conv_layers']}" if stage2 else ""
+    split = results[0].selected_on if results else "validation"
+    stage2 = [r for r in results if r.stage == 2]
+    extractor = f"conv={stage2[0].conv_filters}x{stage2[0].conv_layers}" if stage2 else ""
     parts = []
     for spec in TABLES:
         values = table_values(spec, results)
@@ -119,16 +116,19 @@ def write_tables(run_dir: Path, results: list[dict[str, Any]]) -> Path:
         md = table_markdown(spec, values, split, extractor if spec.stage == 2 else "")
         (out / f"{spec.slug}.md").write_text(md)
         parts.append(md)
-    path = out / "tables.md"
+    path = out / RunFolder.TABLES_MD
     path.write_text("\n".join(parts))
     return path
 
 
-def plot_heatmaps(run_dir: Path, results: list[dict[str, Any]]) -> list[Path]:
+def heatmap_path(run: RunFolder, spec: TableSpec) -> Path:
+    return run.plots_dir / f"{spec.slug}.png"
+
+
+def plot_heatmaps(run: RunFolder, results: list[TopologyResult]) -> list[Path]:
     plt = pyplot()
-    out = run_dir / PLOTS_DIR
-    out.mkdir(parents=True, exist_ok=True)
-    split = results[0]["selected_on"] if results else "validation"
+    run.plots_dir.mkdir(parents=True, exist_ok=True)
+    split = results[0].selected_on if results else "validation"
     paths = []
     for spec in TABLES:
         values = table_values(spec, results)
@@ -158,13 +158,13 @@ def plot_heatmaps(run_dir: Path, results: list[dict[str, Any]]) -> list[Path]:
                     color="white" if dark else "black",
                 )
         fig.colorbar(im, ax=ax, fraction=0.05)
-        paths.append(save_figure(fig, out / f"{spec.slug}.png"))
+        paths.append(save_figure(fig, heatmap_path(run, spec)))
     return paths
 
 
-def plot_curves(run_dir: Path, result: dict[str, Any]) -> Path:
+def plot_curves(run: RunFolder, result: TopologyResult) -> Path:
     plt = pyplot()
-    hist = result["history"]
+    hist = result.history
     epochs = np.arange(1, len(hist["loss"]) + 1)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
@@ -175,11 +175,11 @@ def plot_curves(run_dir: Path, result: dict[str, Any]) -> Path:
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle(f"Training curves: {result['topology']}")
-    return save_figure(fig, run_dir / PLOTS_DIR / "training_curves.png")
+    fig.suptitle(f"Training curves: {result.topology}")
+    return save_figure(fig, run.plots_dir / "training_curves.png")
 
 
-def plot_confusion(run_dir: Path, metrics: dict[str, float], split: str, topology: str) -> Path:
+def plot_confusion(run: RunFolder, metrics: dict[str, float], split: str, topology: str) -> Path:
     plt = pyplot()
     # Rows: true FAKE, REAL; columns: predicted FAKE, REAL.
     grid = np.array([[metrics["tn"], metrics["fp"]], [metrics["fn"], metrics["tp"]]], dtype=int)
@@ -199,18 +199,18 @@ def plot_confusion(run_dir: Path, metrics: dict[str, float], split: str, topolog
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(f"{topology} on {split}", fontsize=9)
-    return save_figure(fig, run_dir / PLOTS_DIR / "confusion_matrix.png")
+    return save_figure(fig, run.plots_dir / "confusion_matrix.png")
 
 
 def write_all(
-    run_dir: Path,
-    results: list[dict[str, Any]],
-    best: dict[str, Any],
+    run: RunFolder,
+    results: list[TopologyResult],
+    best: TopologyResult,
     y_true: np.ndarray,
     prob: np.ndarray,
     split: str,
 ) -> None:
-    write_tables(run_dir, results)
-    plot_heatmaps(run_dir, results)
-    plot_curves(run_dir, best)
-    plot_confusion(run_dir, binary_metrics(y_true, prob), split, best["topology"])
+    write_tables(run, results)
+    plot_heatmaps(run, results)
+    plot_curves(run, best)
+    plot_confusion(run, binary_metrics(y_true, prob), split, best.topology)

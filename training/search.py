@@ -7,13 +7,8 @@ and workers, set up by environment variables; see the README). One process needs
 extra service. We chose it over Ray Tune because it is Keras-native, light (no cluster to
 start) and its oracle state is plain files in the run folder.
 
-Everything the search produces lives in one run folder::
-
-    run_config.json     the settings (saved before training starts)
-    results.jsonl       one line per finished topology, appended as it finishes
-    models/             stage1_best.keras, stage2_best.keras (kept models), model.keras (best)
-    test_results.json   the kept models scored once on the test split, at the end
-    tables/ plots/      the paper's Tables 2-11, heatmaps, curves, confusion matrix
+Everything the search produces lives in one run folder
+(:class:`~cifake_hub.training.run_folder.RunFolder`).
 """
 
 from __future__ import annotations
@@ -25,26 +20,27 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cifake_hub.training.backend import import_keras
 from cifake_hub.training.data import Arrays, TrainingData, prepare
 from cifake_hub.training.metrics import binary_metrics
+from cifake_hub.training.run_folder import (
+    RunFolder,
+    ScoredModel,
+    TestResults,
+    TopologyResult,
+    best_of,
+)
 from cifake_hub.training.topology import Topology, build_model, stage1, stage2
 
-from cifake_hub.config import Config
+from cifake_hub.config import Config, option
 from cifake_hub.errors import CifakeError, ConfigError
 from cifake_hub.outputs import atomic_write_text, claim, json_text
 
-CONFIG_FILE = "run_config.json"
-RESULTS_FILE = "results.jsonl"
-TEST_FILE = "test_results.json"
-MODELS_DIR = "models"
-FINAL_MODEL = "model.keras"
-RUN_KIND = "run"
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 
 
@@ -53,20 +49,27 @@ class SearchConfig(Config):
     """Settings of a search. The paper leaves epochs, batch size, optimizer, padding and
     input scaling open; these defaults are our choice and are recorded with every run."""
 
-    epochs: int = 10
-    batch_size: int = 64
-    optimizer: str = "adam"
-    learning_rate: float = 1e-3
-    padding: str = "same"
-    patience: int = 3  # early stopping on validation loss (best weights restored); 0 = off
-    input_scaling: str = "x / 255 inside the model (Rescaling layer)"
-    val_fraction: float = 0.1
-    max_train: int | None = None
-    seed: int = 1
-    stage: str = "all"
-    select_on: str = "validation"
-    topology: str | None = None
-    dataset: str = ""  # where the data came from (a folder or Hub id), set by run_search
+    epochs: int = option(10, "epochs per topology (at most: early stopping)")
+    batch_size: int = option(64, "batch size")
+    optimizer: str = option("adam", "optimizer", choices=OPTIMIZERS)
+    learning_rate: float = option(1e-3, "learning rate")
+    padding: str = option("same", "conv padding", choices=("same", "valid"))
+    patience: int = option(3, "early stopping on validation loss, best weights kept (0: off)")
+    input_scaling: str = option("x / 255 inside the model (Rescaling layer)", cli=False)
+    val_fraction: float = option(0.1, "share of train held out for validation (stratified)")
+    max_train: int | None = option(None, "use at most N rows of the train split (stratified)")
+    seed: int = option(1, "seed of the validation slice and of every topology's weights")
+    stage: str = option("all", "run stage 1, 2 or all", choices=("1", "2", "all"))
+    select_on: str = option(
+        "validation",
+        "'test' reproduces the paper's protocol (optimistic test numbers)",
+        choices=("validation", "test"),
+    )
+    topology: str | None = option(
+        None, "train just this topology, e.g. conv=32x2,dense=64x1 (the paper's choice)"
+    )
+    # Where the data came from (a folder or Hub id), set by run_search.
+    dataset: str = option("", cli=False)
 
     def __post_init__(self) -> None:
         checks = [
@@ -125,55 +128,31 @@ class Progress:
     def search_started(self, total: int, done: int) -> None: ...
     def topology_started(self, topology: Topology, index: int, total: int, epochs: int) -> None: ...
     def epoch_ended(self, epoch: int, logs: dict[str, float]) -> None: ...
-    def topology_ended(self, result: dict[str, Any], skipped: bool) -> None: ...
+    def topology_ended(self, result: TopologyResult, skipped: bool) -> None: ...
 
 
 @dataclass
 class SearchOutcome:
-    run_dir: Path
-    results: list[dict[str, Any]]
-    best: dict[str, Any]
-    test: dict[str, Any] = field(default_factory=dict)
-
-
-def load_results(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / RESULTS_FILE
-    if not path.exists():
-        return []
-    # A line cut short by a kill is ignored: that topology simply runs again.
-    results = []
-    for line in path.read_text().splitlines():
-        try:
-            results.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return results
-
-
-def selection_loss(result: dict[str, Any]) -> float:
-    loss = result[result["selected_on"]]["loss"]
-    # A diverged model's NaN loss is stored as null: it must never be selected.
-    return math.inf if loss is None or not math.isfinite(loss) else float(loss)
-
-
-def best_of(results: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
-    return min(results, key=lambda r: (selection_loss(r), r["topology"]), default=None)
+    run: RunFolder
+    results: list[TopologyResult]
+    best: TopologyResult | None
+    test: TestResults | None = None
 
 
 class SearchRunner:
     """Trains topologies on prepared arrays and records each as it finishes."""
 
     def __init__(self, config: SearchConfig, run_dir: Path, data: TrainingData, progress: Progress):
-        self.config, self.run_dir, self.data, self.progress = config, run_dir, data, progress
-        self.models_dir = run_dir / MODELS_DIR
-        self.models_dir.mkdir(parents=True, exist_ok=True)
+        self.config, self.data, self.progress = config, data, progress
+        self.run = RunFolder(run_dir)
+        self.run.models_dir.mkdir(parents=True, exist_ok=True)
         self.total = 0
         self.index = 0
 
-    def finished(self) -> dict[str, dict[str, Any]]:
-        return {r["topology"]: r for r in load_results(self.run_dir)}
+    def finished(self) -> dict[str, TopologyResult]:
+        return {r.topology: r for r in self.run.results()}
 
-    def train(self, topology: Topology) -> dict[str, Any]:
+    def train(self, topology: Topology) -> TopologyResult:
         """Train one topology (or return its recorded result); keep it if best of its stage."""
         done = self.finished().get(topology.name)
         self.index += 1
@@ -213,28 +192,27 @@ class SearchRunner:
         )
         seconds = time.perf_counter() - start
         epochs_run = len(history.history["loss"])
-        result: dict[str, Any] = {
-            "topology": topology.name,
-            "stage": topology.stage,
-            "conv_filters": topology.conv_filters,
-            "conv_layers": topology.conv_layers,
-            "dense_units": topology.dense_units,
-            "dense_layers": topology.dense_layers,
-            "params": int(model.count_params()),
-            "train_seconds": round(seconds, 3),
-            "epochs_run": epochs_run,
-            "train_images": len(train),
-            "validation_images": len(val),
-            "train_images_per_second": round(len(train) * epochs_run / seconds, 1),
-            "epoch_seconds": epoch_seconds,
-            "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
-            "validation": evaluate(model, val, cfg.batch_size),
-            "selected_on": cfg.select_on,
-        }
-        if cfg.select_on == "test":
-            result["test"] = evaluate(model, self._test(), cfg.batch_size)
+        result = TopologyResult(
+            topology=topology.name,
+            stage=topology.stage,
+            conv_filters=topology.conv_filters,
+            conv_layers=topology.conv_layers,
+            dense_units=topology.dense_units,
+            dense_layers=topology.dense_layers,
+            params=int(model.count_params()),
+            train_seconds=round(seconds, 3),
+            epochs_run=epochs_run,
+            train_images=len(train),
+            validation_images=len(val),
+            train_images_per_second=round(len(train) * epochs_run / seconds, 1),
+            epoch_seconds=epoch_seconds,
+            history={k: [float(v) for v in vs] for k, vs in history.history.items()},
+            validation=evaluate(model, val, cfg.batch_size),
+            selected_on=cfg.select_on,
+            test=evaluate(model, self._test(), cfg.batch_size) if cfg.select_on == "test" else None,
+        )
         self._keep_if_best(model, result)
-        _append_line(self.run_dir / RESULTS_FILE, result)
+        _append_line(self.run.results_path, result.to_dict())
         self.progress.topology_ended(result, skipped=False)
         return result
 
@@ -243,29 +221,24 @@ class SearchRunner:
             raise CifakeError("--select-on test needs a test split, and this dataset has none")
         return self.data.test
 
-    def _keep_if_best(self, model: Any, result: dict[str, Any]) -> None:
+    def _keep_if_best(self, model: Any, result: TopologyResult) -> None:
         """Save the model as its stage's best if it beats the kept one; a lock makes this
         safe when several KerasTuner workers share the run folder."""
-        name = f"stage{result['stage']}_best"
-        with open(self.models_dir / ".lock", "w") as lock:
+        path = self.run.kept_model(result.stage)
+        with open(self.run.models_dir / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            meta_path = self.models_dir / f"{name}.json"
+            meta_path = path.with_suffix(".json")
             if meta_path.exists():
-                kept = json.loads(meta_path.read_text())
-                if (selection_loss(kept), kept["topology"]) <= (
-                    selection_loss(result),
-                    result["topology"],
+                kept = TopologyResult.from_dict(json.loads(meta_path.read_text()))
+                if (kept.selection_loss, kept.topology) <= (
+                    result.selection_loss,
+                    result.topology,
                 ):
                     return
-            tmp = self.models_dir / f".{name}.tmp.keras"
+            tmp = path.with_name(f".{path.stem}.tmp.keras")
             model.save(tmp)
-            os.replace(tmp, self.models_dir / f"{name}.keras")
-            meta_path.write_text(
-                json_text(
-                    {k: result[k] for k in ("topology", "selected_on", result["selected_on"])},
-                    indent=None,
-                )
-            )
+            os.replace(tmp, path)
+            atomic_write_text(meta_path, json_text(result.to_dict(), indent=None))
 
 
 def evaluate(model: Any, arrays: Arrays, batch_size: int) -> dict[str, float]:
@@ -341,12 +314,12 @@ def _run_stage(runner: SearchRunner, topologies: list[Topology], project: str) -
         def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> dict[str, float]:
             topology = Topology.parse(trial.hyperparameters.get("topology"))
             try:
-                return {"selection_loss": selection_loss(runner.train(topology))}
+                return {"selection_loss": runner.train(topology).selection_loss}
             except Exception as exc:
                 # KerasTuner would mark the trial invalid and carry on: a failure must stop us.
                 raise kt.errors.FatalError(str(exc)) from exc
 
-    tuner = Tuner(oracle, directory=str(runner.run_dir / "tuner"), project_name=project)
+    tuner = Tuner(oracle, directory=str(runner.run.tuner_dir), project_name=project)
     try:
         tuner.search(verbose=0)
     except kt.errors.FatalError as exc:
@@ -357,10 +330,11 @@ def _run_stage(runner: SearchRunner, topologies: list[Topology], project: str) -
 def _wait_for(run_dir: Path, names: set[str], timeout_s: float = 24 * 3600) -> None:
     """Distributed workers finish at different times: wait until all of ``names`` are recorded."""
     deadline = time.monotonic() + timeout_s
-    while not names <= {r["topology"] for r in load_results(run_dir)}:
+    while not names <= {r.topology for r in RunFolder(run_dir).results()}:
         if time.monotonic() > deadline:
             raise CifakeError(
-                f"timed out waiting for {len(names)} topologies in {run_dir / RESULTS_FILE}"
+                f"timed out waiting for {len(names)} topologies in "
+                f"{RunFolder(run_dir).results_path}"
             )
         time.sleep(2)
 
@@ -379,8 +353,8 @@ def dataset_id(dataset: str | Path) -> str:
 
 def start_run(config: SearchConfig, run_dir: Path) -> None:
     """Save the config, or check it matches the one of the run being resumed."""
-    claim(run_dir, RUN_KIND)
-    path = run_dir / CONFIG_FILE
+    run = RunFolder(claim(run_dir, RunFolder.KIND))
+    path = run.config_path
     if path.exists():
         previous = json.loads(path.read_text())
         previous.pop("type", None)
@@ -434,62 +408,55 @@ def run_search(
 
     for topologies in plan:
         if not topologies:  # stage 2
-            winner = best_of(r for r in load_results(run_dir) if r["stage"] == 1)
+            winner = best_of([r for r in runner.run.results() if r.stage == 1])
             if winner is None:
                 raise CifakeError(
                     f"stage 2 needs stage-1 results in {run_dir}; run --stage 1 (or all) first"
                 )
-            topologies = stage2(Topology.parse(winner["topology"]))
-            status(f"stage 2 uses the stage-1 winner {winner['topology']}")
+            topologies = stage2(Topology.parse(winner.topology))
+            status(f"stage 2 uses the stage-1 winner {winner.topology}")
         if config.topology is not None:
             runner.train(topologies[0])
         else:
             _run_stage(runner, topologies, project=f"stage{topologies[0].stage}")
             _wait_for(run_dir, {t.name for t in topologies})
     if _is_worker():
-        results = load_results(run_dir)
-        return SearchOutcome(run_dir, results, best_of(results) or {})
-    return finish(run_dir, config, data)
+        results = runner.run.results()
+        return SearchOutcome(runner.run, results, best_of(results))
+    return finish(runner.run, config, data)
 
 
-def finish(run_dir: Path, config: SearchConfig, data: TrainingData) -> SearchOutcome:
+def finish(run: RunFolder, config: SearchConfig, data: TrainingData) -> SearchOutcome:
     """Pick the final model, score kept models on test once, write tables and plots."""
     keras = import_keras()
 
     from cifake_hub.training import report
 
-    results = load_results(run_dir)
-    best = best_of(results)
-    if best is None:
-        raise CifakeError(f"no finished topology in {run_dir}")
-    models_dir = run_dir / MODELS_DIR
-    kept = {
-        f"stage{s}_best": models_dir / f"stage{s}_best.keras"
-        for s in (1, 2)
-        if (models_dir / f"stage{s}_best.keras").exists()
-    }
-    final_key = f"stage{best['stage']}_best"
-    shutil.copyfile(kept[final_key], run_dir / FINAL_MODEL)
-    test: dict[str, Any] = {"selection": config.selection_note, "models": {}}
+    results = run.results()
+    best = run.best()
+    kept = {RunFolder.kept_key(s): run.kept_model(s) for s in (1, 2) if run.kept_model(s).exists()}
+    tmp = run.model.with_name(f".{run.MODEL}.tmp")
+    shutil.copyfile(kept[RunFolder.kept_key(best.stage)], tmp)
+    os.replace(tmp, run.model)
+    test = TestResults(selection=config.selection_note)
     if data.test is not None:
         for key, path in kept.items():
-            meta = json.loads(path.with_suffix(".json").read_text())
+            meta = TopologyResult.from_dict(json.loads(path.with_suffix(".json").read_text()))
             model = keras.saving.load_model(path)
-            test["models"][key] = {
-                "topology": meta["topology"],
-                "metrics": evaluate(model, data.test, config.batch_size),
-            }
-        test["final"] = {"topology": best["topology"], **test["models"][final_key]}
-    atomic_write_text(run_dir / TEST_FILE, json_text(test))
-    final_model = keras.saving.load_model(run_dir / FINAL_MODEL)
+            test.models[key] = ScoredModel(
+                meta.topology, evaluate(model, data.test, config.batch_size)
+            )
+        test.final = test.models[RunFolder.kept_key(best.stage)]
+    atomic_write_text(run.test_path, json_text(test.to_dict()))
+    final_model = keras.saving.load_model(run.model)
     eval_split = data.test if data.test is not None else data.validation
     prob = final_model.predict(eval_split.x, batch_size=256, verbose=0).ravel()
     report.write_all(
-        run_dir,
+        run,
         results,
         best,
         eval_split.y,
         prob,
         "test" if data.test is not None else "validation",
     )
-    return SearchOutcome(run_dir, results, best, test)
+    return SearchOutcome(run, results, best, test)

@@ -1,4 +1,11 @@
-"""``cifake import-kaggle SRC --out DIR``: the Kaggle CIFAKE download as a dataset folder."""
+"""``cifake import-kaggle SRC --out DIR``: import the Kaggle CIFAKE zip or folder into a
+Parquet dataset folder.
+
+Import the Kaggle CIFAKE download (zip or extracted folder with train/ and/or test/ holding
+REAL/ and FAKE/) keeping every file's original bytes. Exact duplicates are reported;
+unreadable, non-RGB or non-32x32 files are listed and skipped. The import report goes into
+the dataset folder.
+"""
 
 from __future__ import annotations
 
@@ -7,36 +14,22 @@ from typing import Any
 
 from rich.table import Table
 
+from cifake_hub.builders.kaggle import ImportConfig
+from cifake_hub.cli.options import (
+    add_command,
+    config_from_args,
+)
+
 
 def register(sub: Any) -> None:
-    p = sub.add_parser(
-        "import-kaggle",
-        help="import the Kaggle CIFAKE zip or folder into a Parquet dataset folder",
-        description=(
-            "Import the Kaggle CIFAKE download (zip or extracted folder with train/ and/or "
-            "test/ holding REAL/ and FAKE/) keeping every file's original bytes. Exact "
-            "duplicates are reported; unreadable, non-RGB or non-32x32 files are listed and "
-            "skipped. The report goes to DIR/import_report.json."
-        ),
-    )
-    p.add_argument("src", help="the Kaggle CIFAKE zip file or extracted folder")
-    p.add_argument("--out", required=True, help="output dataset folder (e.g. ./cifake)")
-    p.add_argument(
-        "--dedupe", action="store_true", help="drop the later copy of each exact duplicate"
-    )
-    p.add_argument("--strict", action="store_true", help="stop at the first invalid image")
-    p.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
-    p.add_argument("--workers", type=int, default=2, help="processes that read and check images")
-    p.set_defaults(func=run)
+    add_command(sub, "import-kaggle", __doc__, run, ImportConfig, overwrite=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    from cifake_hub.kaggle import ImportConfig, import_kaggle, scan
+    from cifake_hub.builders.kaggle import import_kaggle, scan
     from cifake_hub.progress import console, progress_bar
 
-    config = ImportConfig(
-        src=args.src, out=args.out, dedupe=args.dedupe, strict=args.strict, workers=args.workers
-    )
+    config = config_from_args(ImportConfig, args)
     layout = scan(config.src)
     with progress_bar("importing", total=len(layout.entries)) as bar:
         result = import_kaggle(
@@ -50,8 +43,7 @@ def run(args: argparse.Namespace) -> int:
     for col in ("split", "rows", "shards", "Parquet MB"):
         table.add_column(col, justify="right" if col != "split" else "left")
     for split, s in result.stats.items():
-        size = sum((result.report_path.parent / "data" / f).stat().st_size for f in s.shards)
-        table.add_row(split, f"{s.num_examples:,}", str(len(s.shards)), f"{size / 1e6:.1f}")
+        table.add_row(split, f"{s.num_examples:,}", str(len(s.shards)), f"{s.file_bytes / 1e6:.1f}")
     console.print(table)
     dup = report["duplicates"]
     console.print(

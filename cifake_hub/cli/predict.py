@@ -1,21 +1,19 @@
-"""``cifake predict PATH... --model RUN_DIR|MODEL_FILE|REPO_ID``: REAL/FAKE per image file."""
+"""``cifake predict PATH... --model RUN_DIR|MODEL_FILE|REPO_ID``: label image files REAL or
+FAKE with a trained model.
+"""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
+from cifake_hub.cli.options import add_command, config_from_args
+from cifake_hub.predict import PredictConfig
+
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("predict", help="label image files REAL or FAKE with a trained model")
+    p = add_command(sub, "predict", __doc__, run, PredictConfig)
     p.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
-    p.add_argument("--model", required=True, help="run folder, .keras file or Hub model repo id")
-    p.add_argument(
-        "--threshold", type=float, default=0.5, help="P(REAL) at or above which it is REAL"
-    )
-    p.add_argument("--gradcam", default=None, help="write Grad-CAM overlays to this folder")
-    p.add_argument("--output", default=None, help="write the table to FILE.csv or FILE.json")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,13 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from cifake_hub.progress import console
 
     with console.status("predicting"):
-        outcome = predict_paths(
-            args.paths,
-            args.model,
-            threshold=args.threshold,
-            gradcam_dir=args.gradcam,
-            output=args.output,
-        )
+        outcome = predict_paths(args.paths, config_from_args(PredictConfig, args))
     results = outcome.results
     table = Table(title=f"{len(results)} files")
     for col in ("path", "label", "P(REAL)"):

@@ -1,9 +1,5 @@
-"""The dataset folder every stage writes and reads: Parquet shards per split + card YAML.
-
-Layout (what ``datasets.load_dataset(DIR)`` and the Hub both understand)::
-
-    DIR/README.md                        YAML: dataset_info (features, splits, sizes), configs
-    DIR/data/<split>-00000-of-0000N.parquet
+"""The writer of dataset folders (layout: :mod:`cifake_hub.dataset_folder`): Parquet shards
+per split and the card YAML that ``datasets.load_dataset(DIR)`` and the Hub read.
 
 Rows are streamed into row groups, so memory stays bounded whatever the size of the set.
 """
@@ -18,13 +14,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cifake_hub.dataset_folder import DatasetFolder, set_dataset_yaml
 from cifake_hub.errors import DatasetFolderError
 from cifake_hub.outputs import Replacement
 from cifake_hub.schema import COLUMNS, SPLITS, features
 
-DATA_DIR = "data"
-CARD_FILE = "README.md"
-DATASET_KIND = "dataset"
 # Small row groups keep the Hub viewer and random access cheap for image tables.
 ROW_GROUP_ROWS = 1_000
 SHARD_ROWS = 50_000
@@ -33,8 +27,9 @@ SHARD_ROWS = 50_000
 @dataclass
 class SplitStats:
     num_examples: int = 0
-    num_bytes: int = 0
+    num_bytes: int = 0  # Arrow size, as datasets counts it
     shards: list[str] = field(default_factory=list)
+    file_bytes: int = 0  # Parquet size on disk
 
 
 class _SplitWriter:
@@ -90,8 +85,9 @@ class _SplitWriter:
         total = len(self.stats.shards)
         final = []
         for i, tmp in enumerate(self.stats.shards):
-            name = f"{self.split}-{i:05d}-of-{total:05d}.parquet"
+            name = DatasetFolder.shard_name(self.split, i, total)
             (self.data_dir / tmp).rename(self.data_dir / name)
+            self.stats.file_bytes += (self.data_dir / name).stat().st_size
             final.append(name)
         self.stats.shards = final
         return self.stats
@@ -119,9 +115,9 @@ class DatasetFolderWriter:
         if shard_rows < 1:
             raise DatasetFolderError(f"shard_rows must be >= 1, got {shard_rows}")
         self.out_dir = Path(out_dir)
-        self._target = Replacement(out_dir, DATASET_KIND, overwrite=overwrite, keep=keep)
+        self._target = Replacement(out_dir, DatasetFolder.KIND, overwrite=overwrite, keep=keep)
         self.folder = self._target.staging
-        self.data_dir = self.folder / DATA_DIR
+        self.data_dir = DatasetFolder(self.folder).data_dir
         self.data_dir.mkdir()
         self.features = features()
         self.schema = self.features.arrow_schema
@@ -182,7 +178,7 @@ def write_card_yaml(
     import datasets
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    path = out_dir / CARD_FILE
+    folder = DatasetFolder(out_dir)
     first = DatasetCardData(pretty_name=pretty_name, license="mit")
     card = DatasetCard(f"---\n{first.to_yaml()}\n---\n" + (body or _default_body(pretty_name)))
     data = card.data
@@ -191,34 +187,11 @@ def write_card_yaml(
         splits.add(
             datasets.SplitInfo(name=name, num_bytes=s.num_bytes, num_examples=s.num_examples)
         )
-    size = sum(f.stat().st_size for f in (out_dir / DATA_DIR).glob("*.parquet"))
+    size = sum(f.stat().st_size for f in folder.shards())
     set_dataset_yaml(data, features(), splits, size)
     card.data = data
-    card.save(path)
-    return path
-
-
-def set_dataset_yaml(data: Any, feats: Any, splits: Any, download_size: int) -> None:
-    """Put ``dataset_info`` and ``configs`` (``data/<split>-*`` files) into card data, as
-    ``push_to_hub`` writes them."""
-    import datasets
-
-    info = datasets.DatasetInfo(
-        features=feats,
-        splits=splits,
-        download_size=download_size,
-        dataset_size=sum(s.num_bytes for s in splits.values()),
-    )
-    data.pop("dataset_info", None)
-    data.pop("configs", None)
-    datasets.info.DatasetInfosDict({"default": info}).to_dataset_card_data(data)
-    datasets.utils.metadata.MetadataConfigs(
-        {
-            "default": {
-                "data_files": [{"split": name, "path": f"{DATA_DIR}/{name}-*"} for name in splits]
-            }
-        }
-    ).to_dataset_card_data(data)
+    card.save(folder.card)
+    return folder.card
 
 
 def _default_body(pretty_name: str) -> str:

@@ -19,13 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from cifake_hub.builders.prompts import prompt_for
 
-from cifake_hub.config import Config
+from cifake_hub.config import Config, option
 from cifake_hub.errors import CifakeError, ConfigError
 from cifake_hub.images import encode_png, resize_to_final
-from cifake_hub.prompts import prompt_for
-from cifake_hub.schema import FAKE, make_row
-from cifake_hub.tiny_pipeline import TINY_MODEL_ID
+from cifake_hub.schema import FAKE, TINY_MODEL_ID, make_row
 
 DEFAULT_MODEL = "CompVis/stable-diffusion-v1-4"
 SCHEDULER = "EulerAncestralDiscreteScheduler"
@@ -34,14 +33,22 @@ SOURCE = "generator"
 
 @dataclass(frozen=True)
 class GeneratorConfig(Config):
-    model_id: str = DEFAULT_MODEL  # a Hub id, a local folder, or "tiny" (random weights, offline)
-    steps: int = 50
-    guidance_scale: float = 7.5  # diffusers' default for Stable Diffusion
-    render_size: int = 0  # 0: 512 for real models (the paper), 64 for "tiny" (fast, offline)
-    batch_size: int = 8
-    device: str = "auto"  # auto, cuda, cuda:N, mps, cpu
-    seed: int = 0
-    max_attempts: int = 5  # renders per image before a blacked-out image is an error
+    model_id: str = option(
+        DEFAULT_MODEL,
+        "SD-family model id or local folder, or 'tiny' (random weights, offline)",
+        flag="--generator",
+        metavar="MODEL",
+    )
+    steps: int = option(50, "denoising steps")
+    # diffusers' default for Stable Diffusion.
+    guidance_scale: float = option(7.5, "classifier-free guidance scale")
+    render_size: int = option(0, "render size in pixels; 0: 512 (the paper), 64 for 'tiny'")
+    batch_size: int = option(8, "images per pipeline call")
+    device: str = option("auto", "auto, cuda[:N], mps or cpu")
+    seed: int = option(0, "base seed: each image's seed comes from it, its split, class, index")
+    max_attempts: int = option(
+        5, "renders per image before a blacked-out image is an error", cli=False
+    )
 
     def __post_init__(self) -> None:
         if self.render_size == 0:
@@ -111,7 +118,7 @@ def load_pipeline(config: GeneratorConfig, device: str) -> Any:
     from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionPipeline
 
     if config.model_id == "tiny":
-        from cifake_hub.tiny_pipeline import build_tiny_pipeline
+        from cifake_hub.builders.tiny_pipeline import build_tiny_pipeline
 
         pipe = build_tiny_pipeline()
     else:

@@ -1,36 +1,16 @@
 """Pictures of Grad-CAM results: overlays, raw maps and the paper's Figure 6.
 
-Kept apart from the maths in :mod:`cifake_hub.gradcam`, which returns plain arrays.
+Kept apart from the maths in :mod:`cifake_hub.explain.gradcam`, which returns plain arrays.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from cifake_hub.plotting import pyplot, save_figure
 from cifake_hub.schema import CLASS_NAMES, LABEL_NAMES
-
-
-def pyplot() -> Any:
-    """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> Path:
-    """Lay out, write (creating folders) and close a figure."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    pyplot().close(fig)
-    return path
 
 
 def colorize(heatmap: np.ndarray, cmap: str = "jet") -> np.ndarray:

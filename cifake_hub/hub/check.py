@@ -1,4 +1,4 @@
-"""Check a publish from a fresh process: ``python -m cifake_hub.publish_check SPEC.json``.
+"""Check a publish from a fresh process: ``python -m cifake_hub.hub.check SPEC.json``.
 
 Run by `cifake_hub.publish.verify` with an empty Hub and datasets cache, so everything is
 downloaded again: the dataset through ``load_dataset(repo_id)`` and the model repo through
@@ -21,10 +21,10 @@ def sample_indices(n: int, k: int = SAMPLE) -> list[int]:
     return sorted({int(i) for i in np.linspace(0, n - 1, min(k, n))}) if n else []
 
 
-def check_dataset(repo: str, revision: str, local: Any) -> dict[str, Any]:
+def check_dataset(spec: dict[str, Any], local: Any) -> dict[str, Any]:
     import datasets
 
-    remote = datasets.load_dataset(repo, revision=revision)
+    remote = datasets.load_dataset(spec["repo"], revision=spec["revision"])
     problems = []
     if sorted(remote) != sorted(local):
         problems.append(f"splits differ: hub {sorted(remote)} vs local {sorted(local)}")
@@ -52,13 +52,13 @@ def check_dataset(repo: str, revision: str, local: Any) -> dict[str, Any]:
 def check_model(spec: dict[str, Any], local: Any) -> dict[str, Any]:
     from huggingface_hub import snapshot_download
 
-    from cifake_hub.publish import tree
+    from cifake_hub.hub.targets import tree
     from cifake_hub.training.backend import import_keras
 
     keras = import_keras()
-    folder = Path(snapshot_download(spec["model_repo"], revision=spec["model_revision"]))
+    folder = Path(snapshot_download(spec["repo"], revision=spec["revision"]))
     got = {k: v[1] for k, v in tree(folder).items() if k != ".gitattributes"}
-    want = spec["model_tree"]
+    want = spec["tree"]
     problems = [f"{p} missing on the hub" for p in sorted(set(want) - set(got))]
     problems += [
         f"{p} on the hub is not the staged file" for p in want if p in got and got[p] != want[p]
@@ -68,7 +68,7 @@ def check_model(spec: dict[str, Any], local: Any) -> dict[str, Any]:
     table = local[split].select(sample_indices(len(local[split])))
     x = np.stack([np.asarray(im.convert("RGB")) for im in table["image"]])
     # The Hub layout is what keras.saving.load_model("hf://REPO") reads.
-    mine = keras.saving.load_model(Path(spec["run"]) / "model.keras").predict(x, verbose=0)
+    mine = keras.saving.load_model(spec["model"]).predict(x, verbose=0)
     theirs = keras.saving.load_model(folder).predict(x, verbose=0)
     diff = float(np.abs(mine - theirs).max())
     if diff > 1e-6:
@@ -81,14 +81,15 @@ def check_model(spec: dict[str, Any], local: Any) -> dict[str, Any]:
     }
 
 
+CHECKS = {"dataset": check_dataset, "model": check_model}
+
+
 def main(argv: list[str]) -> int:
     import datasets
 
     spec = json.loads(Path(argv[0]).read_text())
     local = datasets.load_dataset(spec["dataset"])
-    result = {"dataset": check_dataset(spec["dataset_repo"], spec["dataset_revision"], local)}
-    if "model_repo" in spec:
-        result["model"] = check_model(spec, local)
+    result = {t["kind"]: CHECKS[t["kind"]](t, local) for t in spec["targets"]}
     print(json.dumps(result))
     return 0
 

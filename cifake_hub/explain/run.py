@@ -1,40 +1,39 @@
 """Explain a trained run: Grad-CAM on a sample of a split, Figure 6, and the deletion test.
 
-Writes into ``RUN_DIR/gradcam/``: ``figure6.png``, ``gallery/`` (one PNG per explained
-image), ``heatmaps.npz`` (maps, probabilities, labels, classes, row indices) and
-``summary.json`` (the settings and the faithfulness numbers the model card shows).
+Writes the run folder's ``gradcam/`` (see :class:`~cifake_hub.training.run_folder.RunFolder`):
+Figure 6, a gallery (one PNG per explained image), the maps with probabilities, labels,
+classes and row indices, and the summary (settings and faithfulness numbers the model card
+shows).
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cifake_hub.config import Config
+from cifake_hub.config import Config, option
 from cifake_hub.errors import CifakeError, ConfigError
-from cifake_hub.outputs import Replacement
+from cifake_hub.outputs import Replacement, json_text
 from cifake_hub.schema import CLASS_NAMES, LABEL_NAMES
-
-GRADCAM_DIR = "gradcam"
-GRADCAM_KIND = "gradcam"
-FIGURE6_FILE = "figure6.png"
-SUMMARY_FILE = "summary.json"
+from cifake_hub.training.run_folder import GradcamSummary, RunFolder
 
 
 @dataclass(frozen=True)
 class ExplainConfig(Config):
-    dataset: str
-    split: str | None = None  # default: test when the dataset has it, else the run's validation
-    n: int = 200
-    layer: str | None = None
-    deletion_fraction: float = 0.1
-    alpha: float = 0.45
-    gallery: int = 20
-    seed: int = 0
+    dataset: str | None = option(None, "dataset folder or Hub id (default: the run's)")
+    split: str | None = option(
+        None, "split to explain (default: test if present, else the run's validation slice)"
+    )
+    n: int = option(200, "images to explain (stratified sample)")
+    layer: str | None = option(None, "layer to explain (default: the last convolution)")
+    deletion_fraction: float = option(0.1, "share of pixels masked in the deletion test")
+    alpha: float = option(0.45, "overlay opacity")
+    gallery: int = option(20, "images in the gallery")
+    seed: int = option(0, "seed of the sample and of the random-pixel baseline")
 
     def __post_init__(self) -> None:
         if self.n < 2:
@@ -45,17 +44,11 @@ class ExplainConfig(Config):
             raise ConfigError(f"alpha must be in [0, 1], got {self.alpha}")
 
 
-def dataset_of_run(run_dir: Path) -> str:
-    from cifake_hub.training.search import CONFIG_FILE
-
-    path = run_dir / CONFIG_FILE
-    if not path.exists():
-        raise CifakeError(
-            f"{run_dir} is not a run folder (no {CONFIG_FILE}); run `cifake search` first"
-        )
-    dataset = json.loads(path.read_text()).get("dataset") or ""
+def dataset_of_run(run_dir: str | Path) -> str:
+    run = RunFolder(run_dir)
+    dataset = run.config().get("dataset") or ""
     if not dataset:
-        raise CifakeError(f"{path} does not say which dataset was used; pass --dataset")
+        raise CifakeError(f"{run.config_path} does not say which dataset was used; pass --dataset")
     return str(dataset)
 
 
@@ -64,29 +57,27 @@ def _labels(ds: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(table["label"][:]), np.asarray(table["category"][:])
 
 
-def explain_run(run_dir: str | Path, config: ExplainConfig) -> dict[str, Any]:
-    from cifake_hub.gradcam import deletion_test, gradcam
-    from cifake_hub.render import figure6, gallery
+def explain_run(run_dir: str | Path, config: ExplainConfig) -> GradcamSummary:
+    from cifake_hub.explain.gradcam import deletion_test, gradcam
+    from cifake_hub.explain.render import figure6, gallery
     from cifake_hub.training.backend import import_keras
     from cifake_hub.training.data import carve, load_splits, stratified_subset, to_arrays
-    from cifake_hub.training.search import CONFIG_FILE, FINAL_MODEL
 
-    run_dir = Path(run_dir)
-    model_path = run_dir / FINAL_MODEL
-    if not model_path.exists():
-        raise CifakeError(
-            f"{model_path} does not exist; finish `cifake search` into {run_dir} first"
-        )
+    run = RunFolder(run_dir)
+    if config.dataset is None:
+        config = dataclasses.replace(config, dataset=dataset_of_run(run_dir))
     keras = import_keras()
-    model = keras.saving.load_model(model_path)
+    model = keras.saving.load_model(run.require_model())
     splits = load_splits(config.dataset)
     split = config.split or ("test" if "test" in splits else "validation")
     if split == "validation" and "validation" not in splits and "train" in splits:
         # The run's own validation slice of train: images the model was not trained on.
-        run = json.loads((run_dir / CONFIG_FILE).read_text())
+        settings = run.config()
         ds = splits["train"]
         label, category = _labels(ds)
-        _, pool = carve(label, category, run["val_fraction"], run["max_train"], run["seed"])
+        _, pool = carve(
+            label, category, settings["val_fraction"], settings["max_train"], settings["seed"]
+        )
     elif split in splits:
         ds = splits[split]
         label, category = _labels(ds)
@@ -99,7 +90,7 @@ def explain_run(run_dir: str | Path, config: ExplainConfig) -> dict[str, Any]:
     result = gradcam(model, arrays.x, layer=config.layer)
     # The folder is replaced whole, and only if cifake wrote all of it (cifake_hub.outputs).
     with Replacement(
-        run_dir / GRADCAM_DIR, GRADCAM_KIND, overwrite=True, what="Grad-CAM folder"
+        run.gradcam_dir, RunFolder.GRADCAM_KIND, overwrite=True, what="Grad-CAM folder"
     ) as out:
         figure6(
             arrays.x,
@@ -107,7 +98,7 @@ def explain_run(run_dir: str | Path, config: ExplainConfig) -> dict[str, Any]:
             arrays.category,
             result.heatmaps,
             result.probability,
-            out / FIGURE6_FILE,
+            out / RunFolder.FIGURE6,
             alpha=config.alpha,
         )
         shown = min(config.gallery, len(rows))
@@ -117,10 +108,14 @@ def explain_run(run_dir: str | Path, config: ExplainConfig) -> dict[str, Any]:
             for i in range(shown)
         ]
         gallery(
-            arrays.x[:shown], result.heatmaps[:shown], captions, out / "gallery", alpha=config.alpha
+            arrays.x[:shown],
+            result.heatmaps[:shown],
+            captions,
+            out / RunFolder.GALLERY,
+            alpha=config.alpha,
         )
         np.savez_compressed(
-            out / "heatmaps.npz",
+            out / RunFolder.HEATMAPS,
             heatmaps=result.heatmaps,
             probability=result.probability,
             label=arrays.y,
@@ -130,15 +125,15 @@ def explain_run(run_dir: str | Path, config: ExplainConfig) -> dict[str, Any]:
         faithfulness = deletion_test(
             model, arrays.x, fraction=config.deletion_fraction, seed=config.seed
         )
-        summary = {
-            "config": config.to_dict(),
-            "split": split,
-            "layer": result.layer,
-            "images": int(len(rows)),
-            "accuracy_on_sample": float(np.mean((result.probability >= 0.5) == (arrays.y == 1))),
-            "figure6": f"{GRADCAM_DIR}/{FIGURE6_FILE}",
-            "faithfulness": faithfulness,
-        }
-        (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=1) + "\n")
-        config.save(out / "explain_config.json")
+        summary = GradcamSummary(
+            config=config.to_dict(),
+            split=split,
+            layer=result.layer,
+            images=int(len(rows)),
+            accuracy_on_sample=float(np.mean((result.probability >= 0.5) == (arrays.y == 1))),
+            figure6=run.figure6.relative_to(run.path).as_posix(),
+            faithfulness=faithfulness,
+        )
+        (out / RunFolder.GRADCAM_SUMMARY).write_text(json_text(dataclasses.asdict(summary)))
+        config.save(out / RunFolder.GRADCAM_CONFIG)
     return summary

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-TINY_MODEL_ID = "tiny-random-sd"  # recorded as model_id; the dataset card warns about it
-
 
 def _byte_vocab() -> dict[str, int]:
     """A byte-level CLIP vocabulary with no merges: every character is its own token."""

@@ -10,7 +10,6 @@ dropped. Every input file ends up either in the output or in ``import_report.jso
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import threading
@@ -21,18 +20,17 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cifake_hub.config import Config
+if TYPE_CHECKING:
+    from cifake_hub.builders.folder import SplitStats
+
+from cifake_hub.config import Config, option
+from cifake_hub.dataset_folder import DatasetFolder
 from cifake_hub.errors import ConfigError, FileNameError, InvalidImageError, SourceError
-from cifake_hub.folder import DatasetFolderWriter, SplitStats
 from cifake_hub.images import image_problem
-from cifake_hub.outputs import atomic_write_text, output_path
-from cifake_hub.schema import CLASS_NAMES, LABEL_NAMES, SPLITS, make_row
-
-SOURCE_NAME = "kaggle-cifake"
-REPORT_FILE = "import_report.json"
-CONFIG_FILE = "import_config.json"
+from cifake_hub.outputs import atomic_write_text, json_text, output_path
+from cifake_hub.schema import CLASS_NAMES, KAGGLE_SOURCE, LABEL_NAMES, SPLITS, make_row
 
 _ENTRY = re.compile(
     r"^(?:(?P<top>[^/]+)/)?(?P<split>train|test)/(?P<label>REAL|FAKE)/(?P<name>[^/]+)$",
@@ -44,12 +42,12 @@ _CHUNK = 2_000
 
 @dataclass(frozen=True)
 class ImportConfig(Config):
-    src: str
-    out: str
-    dedupe: bool = False
-    strict: bool = False
-    workers: int = 2
-    shard_rows: int = 50_000
+    src: str = option(help="the Kaggle CIFAKE zip file or extracted folder", positional=True)
+    out: str = option(help="output dataset folder (e.g. ./cifake)")
+    dedupe: bool = option(False, "drop the later copy of each exact duplicate")
+    strict: bool = option(False, "stop at the first invalid image")
+    workers: int = option(2, "processes that read and check images")
+    shard_rows: int = option(50_000, cli=False)
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -290,6 +288,8 @@ def import_kaggle(
 
     ``layout`` is the result of :func:`scan` when the caller already has it.
     """
+    from cifake_hub.builders.folder import DatasetFolderWriter
+
     out = output_path(config.out)
     layout = layout or scan(config.src)
     first_seen: dict[bytes, KaggleEntry] = {}
@@ -322,7 +322,7 @@ def import_kaggle(
                     entry.label,
                     entry.category,
                     image_path=entry.name.rsplit("/", 1)[-1],
-                    source=SOURCE_NAME,
+                    source=KAGGLE_SOURCE,
                     source_file=entry.name,
                     source_index=entry.index,
                 ),
@@ -333,9 +333,12 @@ def import_kaggle(
             later.insert(0, first_seen[digest])
         report = _report(config, layout, stats, written, invalid, dropped, list(groups.values()))
         # Into the new folder before it is swapped in: report, config and rows stay together.
-        atomic_write_text(writer.folder / REPORT_FILE, json.dumps(report, indent=1) + "\n")
-        config.save(writer.folder / CONFIG_FILE)
-    return ImportResult(stats=stats, report=report, report_path=out / REPORT_FILE)
+        staged = DatasetFolder(writer.folder)
+        atomic_write_text(staged.file(DatasetFolder.REPORT), json_text(report))
+        config.save(staged.file(DatasetFolder.IMPORT_CONFIG))
+    return ImportResult(
+        stats=stats, report=report, report_path=DatasetFolder(out).file(DatasetFolder.REPORT)
+    )
 
 
 def _report(

@@ -1,0 +1,103 @@
+"""Command-line options derived from config dataclasses (fields declared with
+:func:`cifake_hub.config.option`): each option's type, default and help live in one place.
+
+A small helper rather than tyro or simple-parsing: the CLI stays plain argparse (subcommands,
+``--help`` without importing the heavy stages), and configs keep their own validation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import types
+import typing
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def _base_type(annotation: Any) -> tuple[Any, bool]:
+    """(the type, whether None is allowed) of ``X`` or ``X | None``."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in args:
+        (inner,) = [a for a in args if a is not type(None)]
+        return inner, True
+    return annotation, False
+
+
+def add_command(
+    sub: Any,
+    name: str,
+    doc: str | None,
+    run: Callable[[argparse.Namespace], int],
+    *configs: type[Any],
+    overwrite: bool = False,
+) -> argparse.ArgumentParser:
+    """The subcommand ``name`` that calls ``run``, with the options of ``configs`` (and
+    ``--overwrite``), documented by its module's docstring: the first paragraph (after the
+    usage in double backquotes) is the one-line help, the rest the description."""
+    summary, _, rest = (doc or "").strip().partition("\n\n")
+    summary = " ".join(re.sub(r"^``[^`]*``:\s*", "", summary).split())
+    description = " ".join(rest.split()) or summary
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=summary, description=description)
+    parser.set_defaults(func=run)
+    for cls in configs:
+        add_config_options(parser, cls)
+    if overwrite:
+        add_overwrite_option(parser)
+    return parser
+
+
+def add_config_options(
+    parser: argparse.ArgumentParser, cls: type[Any], *, skip: tuple[str, ...] = ()
+) -> None:
+    """Add an option (or argument) for every command-line field of the config ``cls``."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        meta = f.metadata
+        if not meta.get("cli", False) or f.name in skip:
+            continue
+        kind, _ = _base_type(hints[f.name])
+        required = f.default is dataclasses.MISSING
+        help_text = meta["help"]
+        if not required and f.default not in (None, False, True, ""):
+            help_text += f" (default: {f.default})"
+        if meta["positional"]:
+            parser.add_argument(f.name, type=kind, help=help_text, metavar=meta["metavar"])
+            continue
+        flag = meta["flag"] or "--" + f.name.replace("_", "-")
+        if kind is bool:
+            action = "store_false" if f.default is True else "store_true"
+            parser.add_argument(flag, dest=f.name, action=action, help=help_text)
+            continue
+        parser.add_argument(
+            flag,
+            dest=f.name,
+            type=kind,
+            required=required,
+            default=None if required else f.default,
+            choices=meta["choices"],
+            metavar=meta["metavar"],
+            help=help_text,
+        )
+
+
+def config_from_args(cls: type[T], args: argparse.Namespace, **given: Any) -> T:
+    """The config ``cls`` from parsed options; ``given`` fills fields the options do not."""
+    values = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+        if f.metadata.get("cli") and hasattr(args, f.name)
+    }
+    return cls(**{**values, **given})
+
+
+def add_overwrite_option(parser: argparse.ArgumentParser) -> None:
+    """``--overwrite``: permission to replace an output cifake wrote (cifake_hub.outputs)."""
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a dataset cifake wrote in --out (never a folder it did not write)",
+    )

@@ -1,0 +1,327 @@
+"""What `cifake-publish` publishes: a list of targets, each one Hub repo.
+
+A target stages its repo's files locally (the dry run writes exactly these), pushes them
+(creating the repo, with commits that are all or nothing), and says what the fresh-process
+check (:mod:`cifake_hub.hub.check`) must compare. Adding something to publish (an
+evaluation card, a second model, a Space) is one more :class:`Target` subclass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from cifake_hub.dataset_folder import DatasetFolder, set_dataset_yaml
+from cifake_hub.outputs import MARKER
+from cifake_hub.training.run_folder import RunFolder
+
+if TYPE_CHECKING:
+    from cifake_hub.hub.publish import PublishConfig, Session
+
+
+@dataclasses.dataclass
+class Pushed:
+    """What one repo received: its URL, the revision to read it at, and the commits made."""
+
+    kind: str
+    repo_id: str
+    url: str
+    revision: str = "main"
+    head: str = ""
+    commits: list[str] = dataclasses.field(default_factory=list)
+    files: int = 0
+    done: list[str] = dataclasses.field(default_factory=list)
+
+    def record(self, commit: Any, previous: str | None, step: str) -> None:
+        if commit.pr_revision:
+            self.revision = commit.pr_revision
+        if commit.oid != previous:
+            self.commits.append(commit.oid)
+        self.head = commit.oid
+        self.done.append(step)
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def tree(folder: Path) -> dict[str, tuple[int, str]]:
+    """Repo path -> (size, sha256) of every file under ``folder``."""
+    return {
+        p.relative_to(folder).as_posix(): (p.stat().st_size, sha256(p))
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def load_local(folder: str | Path) -> Any:
+    import datasets
+
+    return datasets.load_dataset(str(folder))
+
+
+class Target:
+    """One repo of a publish. Subclasses set ``kind``, ``repo_type`` and ``steps`` and
+    implement :meth:`stage`, :meth:`push`, :meth:`check_spec` and :meth:`verified`."""
+
+    kind: ClassVar[str]
+    repo_type: ClassVar[str]  # "dataset", "model" or "space", as huggingface_hub says
+    steps: ClassVar[tuple[str, ...]]  # the commits a push makes, in order
+
+    def __init__(self, cfg: PublishConfig, repo_id: str):
+        self.cfg, self.repo_id = cfg, repo_id
+        prefix = "" if self.repo_type == "model" else f"{self.repo_type}s/"
+        self.pushed = Pushed(
+            self.kind, repo_id, f"{cfg.hub}/{prefix}{repo_id}", cfg.revision or "main"
+        )
+
+    def stage(self, out: Path) -> None:
+        """Write the repo's files into ``out``."""
+        raise NotImplementedError
+
+    def push(self, session: Session) -> None:
+        """Create the repo and commit; record what happened in :attr:`pushed`."""
+        raise NotImplementedError
+
+    def check_spec(self) -> dict[str, Any]:
+        """What the fresh-process check needs to compare this repo with the local files."""
+        raise NotImplementedError
+
+    def verified(self, check: dict[str, Any]) -> str:
+        """The check's result in a few words."""
+        raise NotImplementedError
+
+
+class DatasetTarget(Target):
+    """The dataset folder: ``datasets``' own ``push_to_hub`` (shards and its YAML), then our
+    card in a second commit that keeps that YAML."""
+
+    kind = "dataset"
+    repo_type = "dataset"
+    steps = ("data", "card")
+
+    def card(self, hub_yaml: dict[str, Any] | None = None) -> str:
+        """Our dataset card, with ``hub_yaml``'s dataset_info/configs (push_to_hub's)."""
+        from cifake_hub.cards.dataset_card import render_dataset_card
+
+        cfg = self.cfg
+        card = render_dataset_card(
+            cfg.dataset, repo_id=self.repo_id, model_repo=cfg.model_repo, endpoint=cfg.hub
+        )
+        for key in ("dataset_info", "configs"):
+            if hub_yaml and key in hub_yaml:
+                card.data[key] = hub_yaml[key]
+        return str(card)
+
+    def shard_counts(self, splits: Any) -> dict[str, int]:
+        """Our folder's shard count per split, so the Hub gets the same file names."""
+        return {s: max(1, len(DatasetFolder(self.cfg.dataset).shards(s))) for s in splits}
+
+    def stage(self, out: Path) -> None:
+        """The repo's files as ``push_to_hub`` makes them."""
+        import datasets
+        from datasets.arrow_writer import (
+            get_writer_batch_size_from_data_size,
+            get_writer_batch_size_from_features,
+        )
+        from huggingface_hub import DatasetCardData
+
+        ds = load_local(self.cfg.dataset)
+        counts = self.shard_counts(ds)
+        splits = datasets.SplitDict()
+        uploaded = 0
+        repo = DatasetFolder(out)
+        for split, table in ds.items():
+            nbytes = table._estimate_nbytes()
+            batch = get_writer_batch_size_from_features(
+                table.features
+            ) or get_writer_batch_size_from_data_size(len(table), nbytes)
+            n = counts[split]
+            for i in range(n):
+                path = repo.shard(split, i, n)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                table.shard(num_shards=n, index=i, contiguous=True).to_parquet(
+                    path, batch_size=batch
+                )
+                uploaded += path.stat().st_size
+            splits.add(datasets.SplitInfo(name=split, num_bytes=nbytes, num_examples=len(table)))
+        data = DatasetCardData()
+        set_dataset_yaml(data, next(iter(ds.values())).features, splits, uploaded)
+        repo.card.write_text(self.card(data.to_dict()))
+
+    def push(self, session: Session) -> None:
+        from huggingface_hub import CommitOperationAdd, DatasetCard, hf_hub_download
+
+        cfg, api, repo, pushed = self.cfg, session.api, self.repo_id, self.pushed
+        ds = load_local(cfg.dataset)
+        session.retrying(
+            lambda: api.create_repo(repo, repo_type="dataset", private=cfg.private, exist_ok=True),
+            repo,
+        )
+        session.say(
+            f"{repo}: pushing {sum(len(t) for t in ds.values()):,} rows with datasets.push_to_hub"
+        )
+        head = session.head(self)
+        data_commit = session.retrying(
+            lambda: ds.push_to_hub(
+                repo,
+                token=session.token,
+                revision=cfg.revision,
+                create_pr=cfg.create_pr,
+                num_shards=self.shard_counts(ds),
+                commit_message="Upload CIFAKE dataset (cifake-publish)",
+            ),
+            repo,
+        )
+        pushed.record(data_commit, head, "data")
+        readme = hf_hub_download(
+            repo,
+            DatasetFolder.CARD,
+            repo_type="dataset",
+            revision=data_commit.oid,
+            token=session.token,
+        )
+        card = self.card(DatasetCard.load(readme).data.to_dict()).encode()
+        card_commit = session.retrying(
+            lambda: api.create_commit(
+                repo,
+                repo_type="dataset",
+                operations=[CommitOperationAdd(DatasetFolder.CARD, card)],
+                commit_message="Dataset card (cifake-publish)",
+                parent_commit=data_commit.oid,
+                **session.after(data_commit),
+            ),
+            repo,
+        )
+        pushed.record(card_commit, data_commit.oid, "card")
+        pushed.files = len(api.list_repo_files(repo, repo_type="dataset", revision=card_commit.oid))
+
+    def check_spec(self) -> dict[str, Any]:
+        return {"kind": self.kind, "repo": self.repo_id, "revision": self.pushed.head}
+
+    def verified(self, check: dict[str, Any]) -> str:
+        return f"{sum(check['rows'].values()):,} rows, {check['sampled_images']} images equal"
+
+
+class ModelTarget(Target):
+    """A run folder: Keras' Hub layout unpacked from the model, the run's results, tables,
+    plots, Grad-CAM images and the model card, in one ``upload_folder`` commit."""
+
+    kind = "model"
+    repo_type = "model"
+    steps = ("model",)
+
+    def __init__(self, cfg: PublishConfig, repo_id: str, run: str | Path):
+        super().__init__(cfg, repo_id)
+        self.run = RunFolder(run)
+        self.staged: Path | None = None
+
+    def stage(self, out: Path) -> None:
+        from cifake_hub.cards.model_card import render_model_card
+
+        run = self.run
+        out.mkdir(parents=True, exist_ok=True)
+        # The model file is a zip of config.json, metadata.json and model.weights.h5:
+        # unpacked at the repo root it is the layout keras.saving.load_model("hf://...")
+        # reads, byte for byte the run's model (a fresh save would restamp metadata.json and
+        # make a new commit each time).
+        with zipfile.ZipFile(run.model) as archive:
+            archive.extractall(out)
+        shutil.copy2(run.model, out / RunFolder.MODEL)
+        for name in RunFolder.PUBLISHED_FILES:
+            if (run.path / name).exists():
+                shutil.copy2(run.path / name, out / name)
+        for name in RunFolder.PUBLISHED_DIRS:
+            if (run.path / name).is_dir():
+                shutil.copytree(
+                    run.path / name,
+                    out / name,
+                    dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns(MARKER),
+                )
+        # Local paths mean nothing on the Hub (and tell where the user keeps files): the
+        # dataset a run used is named by its repo id there.
+        run_json = [out / name for name in RunFolder.PUBLISHED_FILES if name.endswith(".json")]
+        dirs = RunFolder.PUBLISHED_DIRS
+        for path in run_json + [p for name in dirs for p in (out / name).rglob("*.json")]:
+            if not path.exists():
+                continue
+            data = json.loads(path.read_text())
+            portable = _portable(data, self.cfg.dataset_repo)
+            if portable != data:
+                path.write_text(json.dumps(portable, indent=1) + "\n")
+        card = render_model_card(
+            run.path,
+            repo_id=self.repo_id,
+            dataset_repo=self.cfg.dataset_repo,
+            endpoint=self.cfg.hub,
+        )
+        (out / RunFolder.CARD).write_text(str(card))
+        self.staged = out
+
+    def push(self, session: Session) -> None:
+        cfg, api, repo, pushed = self.cfg, session.api, self.repo_id, self.pushed
+        staged = session.workdir / self.kind
+        self.stage(staged)
+        session.retrying(lambda: api.create_repo(repo, private=cfg.private, exist_ok=True), repo)
+        if cfg.revision:
+            session.retrying(
+                lambda: api.create_branch(repo, branch=cfg.revision, exist_ok=True), repo
+            )
+        head = session.head(self)
+        count = sum(1 for p in staged.rglob("*") if p.is_file())
+        session.say(f"{repo}: uploading {count} files in one commit")
+        commit = session.retrying(
+            lambda: api.upload_folder(
+                repo_id=repo,
+                folder_path=staged,
+                commit_message="Upload CIFAKE detector (cifake-publish)",
+                revision=cfg.revision,
+                create_pr=cfg.create_pr,
+                # The repo mirrors the staged tree: files of an earlier run do not linger.
+                delete_patterns="*",
+            ),
+            repo,
+        )
+        pushed.record(commit, head, "model")
+        pushed.files = len(api.list_repo_files(repo, revision=commit.oid))
+
+    def check_spec(self) -> dict[str, Any]:
+        assert self.staged is not None, "push (or stage) the model before checking it"
+        return {
+            "kind": self.kind,
+            "repo": self.repo_id,
+            "revision": self.pushed.head,
+            "model": str(self.run.model),
+            "tree": {k: v[1] for k, v in tree(self.staged).items()},
+        }
+
+    def verified(self, check: dict[str, Any]) -> str:
+        return f"{check['files']} hashes, {check['images_predicted']} predictions equal"
+
+
+def _portable(data: Any, dataset_repo: str) -> Any:
+    """``data`` with every ``dataset`` entry that names a local folder replaced by the repo id."""
+    if isinstance(data, dict):
+        return {
+            k: dataset_repo
+            if k == "dataset" and isinstance(v, str) and _is_local(v)
+            else _portable(v, dataset_repo)
+            for k, v in data.items()
+        }
+    if isinstance(data, list):
+        return [_portable(v, dataset_repo) for v in data]
+    return data
+
+
+def _is_local(value: str) -> bool:
+    return Path(value).is_absolute() or Path(value).exists()
