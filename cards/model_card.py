@@ -105,6 +105,8 @@ def render_model_card(
             "drop_random": f"{f['mean_drop_random']:.3f}",
             "faithful": f["mean_drop_gradcam"] > f["mean_drop_random"],
         }
+    evaluation = _evaluation(run.evaluation())
+    eval_results += _condition_results(run.evaluation(), dataset_name)
     stage2 = [r for r in results if r.stage == 2]
     heatmaps = [
         heatmap_path(run, spec).relative_to(run.path).as_posix()
@@ -135,10 +137,79 @@ def render_model_card(
         tables=(run.tables_dir / RunFolder.TABLES_MD).read_text(),
         heatmaps=heatmaps,
         gradcam=gradcam,
+        evaluation=evaluation,
         repo_id=repo_id or "NAMESPACE/MODEL",
         selection_warning=test.selection_sentence,
         citations=CITATIONS,
     )
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def _evaluation(report: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The card's view of `cifake evaluate`'s report."""
+    if report is None:
+        return None
+    conditions = []
+    for name, c in report["conditions"].items():
+        m = c["metrics"]
+        low, high = c.get("interval_95", {}).get("accuracy", [None, None])
+        conditions.append(
+            {
+                "name": name,
+                "definition": c["definition"],
+                "accuracy": _pct(m["accuracy"]),
+                "interval": "" if low is None else f"{_pct(low)}-{_pct(high)}",
+                "auc": "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.4f}",
+                "drop": "" if name == "clean" else _pct(c["drop"]["accuracy"]),
+                "recall_real": _pct(m["recall_real"]),
+                "recall_fake": _pct(m["recall_fake"]),
+            }
+        )
+    cal = report["calibration"]
+    without = report["conditions"]["clean"].get("metrics_without_leaked")
+    return {
+        "rows": f"{report['rows']:,}",
+        "split": report["split"],
+        "resamples": report["config"]["bootstrap"],
+        "conditions": conditions,
+        "ece_before": f"{cal['before']['ece']:.4f}",
+        "brier_before": f"{cal['before']['brier']:.4f}",
+        "temperature": f"{cal['temperature']:.3f}" if "after" in cal else None,
+        "ece_after": f"{cal['after']['ece']:.4f}" if "after" in cal else None,
+        "threshold": f"{cal.get('threshold', 0.5):.3f}",
+        "accuracy_at_threshold": _pct(cal.get("accuracy_at_threshold")),
+        "leaked": f"{report['leakage']['rows_also_in_train']:,}",
+        "clean_without_leaked": _pct(without["accuracy"]) if without else None,
+    }
+
+
+def _condition_results(report: dict[str, Any] | None, dataset_name: str) -> list[Any]:
+    """model-index results per condition, each naming its condition in the dataset's config
+    and args so that the Hub shows them apart."""
+    from huggingface_hub import EvalResult
+
+    if report is None:
+        return []
+    return [
+        EvalResult(
+            task_type="image-classification",
+            task_name="Real vs AI-generated image detection",
+            dataset_type=dataset_name,
+            dataset_name=f"{dataset_name} ({name})",
+            dataset_config=name,
+            dataset_split=report["split"],
+            dataset_args={"condition": c["definition"]},
+            metric_type=metric,
+            metric_name=f"{metric} ({name})",
+            metric_value=round(float(c["metrics"][metric]), 4),
+        )
+        for name, c in report["conditions"].items()
+        for metric in ("accuracy", "roc_auc")
+        if c["metrics"][metric] is not None
+    ]
 
 
 def _fmt_metric(name: str, value: float | None) -> str:

@@ -21,6 +21,7 @@ from cifake_hub.config import Config, option
 from cifake_hub.errors import CifakeError, ConfigError, InvalidImageError
 from cifake_hub.outputs import atomic_write_text
 from cifake_hub.schema import IMAGE_SIZE, LABEL_NAMES
+from cifake_hub.training.models import load_model, resolve_model
 
 OUTPUT_SUFFIXES = (".csv", ".json")
 GRADCAM_KIND = "predict-gradcam"
@@ -84,34 +85,6 @@ def check_output(path: str | Path | None) -> Path | None:
     return out
 
 
-def resolve_model(spec: str | Path) -> Path:
-    """A run folder, a .keras file, or a Hub model repo id -> the .keras file."""
-    p = Path(spec)
-    from cifake_hub.training.run_folder import RunFolder
-
-    if p.is_dir() and RunFolder(p).model.exists():
-        return RunFolder(p).model
-    if p.is_file():
-        return p
-    if p.exists():
-        raise CifakeError(
-            f"{p} holds no model.keras; give a run folder, a .keras file or a repo id"
-        )
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
-    try:
-        folder = Path(snapshot_download(str(spec), allow_patterns=[RunFolder.MODEL, "*.json"]))
-    except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as exc:
-        raise CifakeError(
-            f"cannot get model {str(spec)!r} from the Hub ({type(exc).__name__}); "
-            "give a run folder or .keras file, or check the repo id, HF_TOKEN and network"
-        ) from exc
-    if not RunFolder(folder).model.exists():
-        raise CifakeError(f"Hub repo {spec} has no {RunFolder.MODEL}")
-    return RunFolder(folder).model
-
-
 @dataclass(frozen=True)
 class PredictConfig(Config):
     model: str = option(help="run folder, .keras file or Hub model repo id")
@@ -146,21 +119,6 @@ def predict_files(
             results[i].probability_real = float(p)
             results[i].label = LABEL_NAMES[int(p >= threshold)]
     return results, x, index
-
-
-def load_model(path: Path) -> Any:
-    """The Keras model in ``path``, or one error line when it is not one."""
-    from cifake_hub.training.backend import import_keras
-
-    keras = import_keras()
-    try:
-        return keras.saving.load_model(path)
-    except Exception as exc:  # Keras raises many kinds (ValueError, OSError, KeyError ...)
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise CifakeError(
-            f"{path} is not a Keras model cifake can load ({type(exc).__name__}: {first}); "
-            "give a run folder, a .keras file or a Hub model repo id"
-        ) from exc
 
 
 @dataclass

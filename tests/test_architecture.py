@@ -23,6 +23,7 @@ LAYERS = {
     "builders": 1,
     "training": 1,
     "explain": 2,
+    "evaluate": 2,
     "cards": 3,
     "hub": 4,
     "jobs": 5,
@@ -47,7 +48,15 @@ def layer(module: str) -> str:
     if module in JOBS:
         return "jobs"
     parts = module.split(".")
-    if len(parts) > 1 and parts[1] in ("builders", "training", "explain", "cards", "hub", "cli"):
+    if len(parts) > 1 and parts[1] in (
+        "builders",
+        "training",
+        "explain",
+        "evaluate",
+        "cards",
+        "hub",
+        "cli",
+    ):
         return parts[1]
     return "core"
 

@@ -268,3 +268,38 @@ def test_sigkilled_import_leaves_no_workers_and_recovers(tmp_path, existing):
     assert res.returncode == 0, res.stderr
     assert DatasetFolder(out).file(DatasetFolder.REPORT).exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "src"]
+
+
+# -- the rule in the other commands ---------------------------------------------------------------
+def test_every_command_refuses_a_folder_it_did_not_write(small_cifake, small_run, tmp_path):
+    import shutil
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("x")
+    before = snapshot(mine)
+    refusals = {
+        "build": _cli("build", "--out", str(mine), "--generator", "tiny"),
+        "search": _cli("search", str(small_cifake), "--out", str(mine)),
+        "card": _cli("card", "dataset", str(mine)),
+    }
+    for command, res in refusals.items():
+        assert res.returncode == 1 and "written by cifake-hub" in res.stderr, command
+        assert "Traceback" not in res.stderr, command
+    # A run folder's gradcam/ holding the user's file, and a --gradcam folder of theirs.
+    run = tmp_path / "run"
+    shutil.copytree(small_run, run)
+    assert _cli("explain", str(run), "--n", "10").returncode == 0
+    (run / "gradcam" / "mine.txt").write_text("x")
+    res = _cli("explain", str(run), "--n", "10")
+    assert res.returncode == 1 and "mine.txt was not written by cifake-hub" in res.stderr
+    image = next(p for p in small_cifake.rglob("*.parquet"))  # any file: predict reports it
+    res = _cli("predict", str(image), "--model", str(small_run), "--gradcam", str(mine))
+    assert res.returncode == 1 and "not written by cifake-hub" in res.stderr
+    # A dataset folder cifake did not write gets no card written into it.
+    foreign = tmp_path / "foreign"
+    shutil.copytree(small_cifake, foreign)
+    (foreign / MARKER).unlink()
+    res = _cli("card", "dataset", str(foreign))
+    assert res.returncode == 1 and "not a dataset folder written by cifake-hub" in res.stderr
+    assert snapshot(mine) == before and (run / "gradcam" / "mine.txt").read_text() == "x"

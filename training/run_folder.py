@@ -152,6 +152,7 @@ class RunFolder(OutputFolder):
     TABLES: ClassVar[str] = "tables"
     PLOTS: ClassVar[str] = "plots"
     GRADCAM: ClassVar[str] = "gradcam"
+    EVALUATION: ClassVar[str] = "evaluation"  # `cifake evaluate`
     CARD: ClassVar[str] = "README.md"
     TUNER: ClassVar[str] = "tuner"  # KerasTuner's oracle state (what makes a search resumable)
     # Inside tables/, plots/ and gradcam/.
@@ -164,7 +165,8 @@ class RunFolder(OutputFolder):
     GALLERY: ClassVar[str] = "gallery"
     # What goes to the model repo next to the model and its card.
     PUBLISHED_FILES: ClassVar[tuple[str, ...]] = (CONFIG, RESULTS, TEST)
-    PUBLISHED_DIRS: ClassVar[tuple[str, ...]] = (TABLES, PLOTS, GRADCAM)
+    PUBLISHED_DIRS: ClassVar[tuple[str, ...]] = (TABLES, PLOTS, GRADCAM, EVALUATION)
+    EVALUATION_REPORT: ClassVar[str] = "evaluation.json"
 
     # -- paths ----------------------------------------------------------------------------
     @property
@@ -262,6 +264,11 @@ class RunFolder(OutputFolder):
         if not self.test_path.exists():
             raise CifakeError(f"{self.test_path} is missing; finish the search first")
         return TestResults.from_dict(json.loads(self.test_path.read_text()))
+
+    def evaluation(self) -> dict[str, Any] | None:
+        """The report of `cifake evaluate` (cifake_hub.evaluate.run), when there is one."""
+        path = self.path / self.EVALUATION / self.EVALUATION_REPORT
+        return json.loads(path.read_text()) if path.exists() else None
 
     def gradcam_summary(self) -> GradcamSummary | None:
         path = self.gradcam_dir / self.GRADCAM_SUMMARY

@@ -9,10 +9,20 @@ import sys
 from collections.abc import Sequence
 
 from cifake_hub import __version__
-from cifake_hub.cli import build, card, demo, explain, import_kaggle, predict, publish, search
+from cifake_hub.cli import (
+    build,
+    card,
+    demo,
+    evaluate,
+    explain,
+    import_kaggle,
+    predict,
+    publish,
+    search,
+)
 from cifake_hub.errors import CifakeError
 
-COMMANDS = (demo, import_kaggle, build, search, explain, card, publish, predict)
+COMMANDS = (demo, import_kaggle, build, search, evaluate, explain, card, publish, predict)
 DEBUG_VARIABLE = "CIFAKE_DEBUG"
 
 

@@ -256,7 +256,7 @@ class ModelTarget(Target):
             if not path.exists():
                 continue
             data = json.loads(path.read_text())
-            portable = _portable(data, self.cfg.dataset_repo)
+            portable = _portable(data, {"dataset": self.cfg.dataset_repo, "model": self.repo_id})
             if portable != data:
                 path.write_text(json.dumps(portable, indent=1) + "\n")
         card = render_model_card(
@@ -309,17 +309,18 @@ class ModelTarget(Target):
         return f"{check['files']} hashes, {check['images_predicted']} predictions equal"
 
 
-def _portable(data: Any, dataset_repo: str) -> Any:
-    """``data`` with every ``dataset`` entry that names a local folder replaced by the repo id."""
+def _portable(data: Any, repos: dict[str, str]) -> Any:
+    """``data`` with every entry named in ``repos`` (``dataset``, ``model``) that holds a local
+    path replaced by that repo id."""
     if isinstance(data, dict):
         return {
-            k: dataset_repo
-            if k == "dataset" and isinstance(v, str) and _is_local(v)
-            else _portable(v, dataset_repo)
+            k: repos[k]
+            if k in repos and isinstance(v, str) and _is_local(v)
+            else _portable(v, repos)
             for k, v in data.items()
         }
     if isinstance(data, list):
-        return [_portable(v, dataset_repo) for v in data]
+        return [_portable(v, repos) for v in data]
     return data
 
 

@@ -1,0 +1,199 @@
+"""Image-handling conditions a detector meets after deployment, defined so others can redo them.
+
+Each condition maps a batch of decoded 32x32 RGB uint8 images to degraded uint8 images:
+
+- ``clean``: unchanged
+- ``jpeg:Q``: re-encoded with Pillow at ``quality=Q`` (Pillow's default tables, 4:2:0
+  subsampling) and decoded
+- ``blur:R``: Pillow ``ImageFilter.GaussianBlur(R)``
+- ``resize:S``: bilinear (Pillow) to SxS and back to 32x32
+- ``noise:S``: Gaussian noise of standard deviation S (0-255 scale) added, rounded, clipped;
+  image ``i`` of the split draws from ``numpy.random.default_rng([seed, i])``, so a row gets
+  the same noise in any batch
+- user-defined: ``NAME=package.module:function`` (a file of such lines), where the function
+  takes and returns an (N, 32, 32, 3) uint8 array
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from cifake_hub.errors import ConfigError
+from cifake_hub.schema import IMAGE_SIZE
+
+DEFAULT_CONDITIONS = (
+    "clean",
+    "jpeg:95",
+    "jpeg:90",
+    "jpeg:75",
+    "jpeg:50",
+    "jpeg:30",
+    "blur:0.5",
+    "blur:1.0",
+    "resize:24",
+    "resize:16",
+    "noise:2",
+    "noise:4",
+    "noise:8",
+)
+Transform = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (images, row indices) -> images
+
+
+@dataclass(frozen=True)
+class Condition:
+    name: str  # e.g. "jpeg:50"
+    kind: str  # clean, jpeg, blur, resize, noise, or "custom"
+    severity: float | None  # the number after the colon
+    definition: str  # in words, for evaluation.json and the card
+    apply: Transform
+
+
+def _per_image(fn: Callable[[Image.Image], Image.Image]) -> Transform:
+    def run(images: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        out = np.empty_like(images)
+        for i, pixels in enumerate(images):
+            out[i] = np.asarray(fn(Image.fromarray(pixels)).convert("RGB"))
+        return out
+
+    return run
+
+
+def _jpeg(quality: int) -> Transform:
+    def roundtrip(image: Image.Image) -> Image.Image:
+        buf = io.BytesIO()
+        image.save(buf, format="JPEG", quality=quality, subsampling="4:2:0")
+        return Image.open(io.BytesIO(buf.getvalue()))
+
+    return _per_image(roundtrip)
+
+
+def _blur(radius: float) -> Transform:
+    return _per_image(lambda image: image.filter(ImageFilter.GaussianBlur(radius)))
+
+
+def _resize(size: int) -> Transform:
+    bilinear = Image.Resampling.BILINEAR
+    return _per_image(
+        lambda image: image.resize((size, size), bilinear).resize(
+            (IMAGE_SIZE, IMAGE_SIZE), bilinear
+        )
+    )
+
+
+def _noise(std: float, seed: int) -> Transform:
+    def run(images: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        noise = np.stack(
+            [np.random.default_rng([seed, int(r)]).normal(0, std, images.shape[1:]) for r in rows]
+        )
+        return np.clip(np.rint(images + noise), 0, 255).astype(np.uint8)
+
+    return run
+
+
+def parse_condition(spec: str, seed: int = 0) -> Condition:
+    """``clean`` | ``jpeg:Q`` | ``blur:R`` | ``resize:S`` | ``noise:S`` -> a condition."""
+    kind, _, value = spec.partition(":")
+    if kind == "clean" and not value:
+        return Condition(spec, kind, None, "the decoded image, unchanged", lambda x, rows: x)
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    checks = {
+        "jpeg": (number.is_integer() and 1 <= number <= 100, "Q an integer in 1..100"),
+        "blur": (0 < number <= 8, "R in (0, 8]"),
+        "resize": (number.is_integer() and 1 <= number < IMAGE_SIZE, "S an integer in 1..31"),
+        "noise": (0 < number <= 128, "S in (0, 128]"),
+    }
+    if kind not in checks:
+        raise ConfigError(
+            f"unknown condition {spec!r}; use clean, jpeg:Q, blur:R, resize:S, noise:S or "
+            "NAME=module:function in a conditions file"
+        )
+    ok, rule = checks[kind]
+    if not ok:
+        letter, what = rule.split(" ", 1)
+        raise ConfigError(f"condition {spec!r}: expected {kind}:{letter}, {letter} {what}")
+    if kind == "jpeg":
+        return Condition(
+            spec,
+            kind,
+            number,
+            f"Pillow JPEG round trip, quality={int(number)}, default tables, 4:2:0 subsampling",
+            _jpeg(int(number)),
+        )
+    if kind == "blur":
+        return Condition(
+            spec, kind, number, f"Pillow ImageFilter.GaussianBlur({number:g})", _blur(number)
+        )
+    if kind == "resize":
+        return Condition(
+            spec,
+            kind,
+            number,
+            f"Pillow bilinear resize to {int(number)}x{int(number)} and back to 32x32",
+            _resize(int(number)),
+        )
+    return Condition(
+        spec,
+        kind,
+        number,
+        f"Gaussian noise, std {number:g} on the 0-255 scale, rounded and clipped; "
+        f"numpy.random.default_rng([{seed}, row]) per image",
+        _noise(number, seed),
+    )
+
+
+def _custom(line: str, where: str) -> Condition:
+    name, _, target = line.partition("=")
+    module_name, _, attr = target.strip().partition(":")
+    name = name.strip()
+    if not name or not module_name or not attr:
+        raise ConfigError(f"{where}: expected NAME=package.module:function, got {line!r}")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"{where}: cannot import {target.strip()!r} ({exc})") from exc
+    if not callable(fn):
+        raise ConfigError(f"{where}: {target.strip()!r} is not callable")
+
+    def run(images: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        out = np.asarray(fn(images.copy()))
+        if out.shape != images.shape or out.dtype != np.uint8:
+            raise ConfigError(
+                f"condition {name!r} returned {out.dtype} {out.shape}; it must return uint8 "
+                f"{images.shape}"
+            )
+        return out
+
+    return Condition(name, "custom", None, f"user-defined: {target.strip()}", run)
+
+
+def parse_conditions(specs: Sequence[str], seed: int = 0) -> list[Condition]:
+    """Conditions from specs; a spec that is a file holds ``NAME=module:function`` lines
+    (or built-in specs), one per line, ``#`` starting a comment."""
+    out: list[Condition] = []
+    for spec in specs:
+        path = Path(spec)
+        if path.is_file():
+            for n, raw in enumerate(path.read_text().splitlines(), 1):
+                line = raw.split("#", 1)[0].strip()
+                if not line:
+                    continue
+                where = f"{path}:{n}"
+                out.append(_custom(line, where) if "=" in line else parse_condition(line, seed))
+        else:
+            out.append(parse_condition(spec, seed))
+    names = [c.name for c in out]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"conditions are named twice: {names}")
+    if "clean" not in names:
+        out.insert(0, parse_condition("clean"))
+    return out

@@ -1,0 +1,378 @@
+"""`cifake evaluate`: what a detector's users ask after "what is its accuracy?".
+
+For a detector (a run folder, a ``.keras`` file or a Hub model id) and a split of a dataset:
+every condition's metrics and drop against ``clean`` (:mod:`.conditions`), calibration with
+temperature scaling and a validation-chosen threshold (:mod:`.calibration`), scores on the
+rows that do not leak from train, bootstrap intervals, and breakdowns per class and per
+generator. The split is decoded once; conditions are degraded in a worker process while the
+model predicts the previous one.
+
+Writes an evaluation folder (an output folder, see :mod:`cifake_hub.outputs`; in a run folder
+by default): the report (read back by ``RunFolder.evaluation``), ``robustness.png``,
+``reliability.png``, ``per_class.png`` and, with ``calibrate``, ``model_calibrated.keras``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cifake_hub.config import Config, option
+from cifake_hub.errors import CifakeError, ConfigError
+from cifake_hub.evaluate import calibration
+from cifake_hub.evaluate.conditions import (
+    DEFAULT_CONDITIONS,
+    Condition,
+    parse_condition,
+    parse_conditions,
+)
+from cifake_hub.outputs import Replacement, json_text, output_path
+from cifake_hub.schema import CLASS_NAMES, LABEL_NAMES
+from cifake_hub.training.run_folder import RunFolder
+
+EVALUATION_KIND = "evaluation"
+CALIBRATED_MODEL = "model_calibrated.keras"
+
+
+@dataclass(frozen=True)
+class EvaluateConfig(Config):
+    dataset: str | None = option(None, "dataset folder or Hub id (default: the run's)")
+    split: str = option(
+        "test", "split to evaluate; 'validation': the run's validation slice of train"
+    )
+    conditions: str = option(
+        ",".join(DEFAULT_CONDITIONS),
+        "comma-separated conditions (clean, jpeg:Q, blur:R, resize:S, noise:S) and/or files "
+        "of NAME=module:function lines",
+    )
+    max_rows: int | None = option(None, "evaluate a stratified sample of N rows of the split")
+    bootstrap: int = option(1000, "bootstrap resamples for the 95%% intervals (0: none)")
+    batch_size: int = option(1024, "images per predict call")
+    seed: int = option(0, "seed of the noise, the sample and the bootstrap")
+    calibrate: bool = option(False, f"also save the temperature-scaled model ({CALIBRATED_MODEL})")
+
+    def __post_init__(self) -> None:
+        if self.bootstrap < 0 or self.batch_size < 1 or self.seed < 0:
+            raise ConfigError(
+                f"bootstrap must be >= 0, batch size >= 1 and seed >= 0, got {self.bootstrap}, "
+                f"{self.batch_size}, {self.seed}"
+            )
+        if self.max_rows is not None and self.max_rows < 2:
+            raise ConfigError(f"max rows must be >= 2, got {self.max_rows}")
+
+    def parsed_conditions(self) -> list[Condition]:
+        specs = [s.strip() for s in self.conditions.split(",") if s.strip()]
+        return parse_conditions(specs, seed=self.seed)
+
+
+def label_metrics(y: np.ndarray, prob: np.ndarray) -> dict[str, Any]:
+    """binary_metrics plus each label's recall (REAL: recall; FAKE: specificity)."""
+    from cifake_hub.training.metrics import binary_metrics
+
+    m = binary_metrics(y, prob)
+    negatives = m["tn"] + m["fp"]
+    m["recall_fake"] = m["tn"] / negatives if negatives else None
+    m["recall_real"] = m["recall"]
+    return m
+
+
+def pixel_hashes(x: np.ndarray) -> list[bytes]:
+    return [hashlib.sha1(image.tobytes()).digest() for image in x]
+
+
+def _degrade(spec: str, seed: int, x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    return parse_condition(spec, seed).apply(x, rows)
+
+
+def _check_detector(prob: Any) -> np.ndarray:
+    out = np.asarray(prob)
+    if out.ndim != 2 or out.shape[1] != 1 or not np.all((out >= 0) & (out <= 1)):
+        raise CifakeError(
+            f"the model is not a binary detector: its output has shape {out.shape[1:]} and "
+            f"range [{out.min():.3g}, {out.max():.3g}]; expected one probability of REAL per "
+            "image, in [0, 1]"
+        )
+    return out[:, 0].astype(np.float64)
+
+
+@dataclass
+class Evaluated:
+    out: Path
+    report: dict[str, Any]
+
+
+def evaluate_model(
+    model_spec: str | Path,
+    config: EvaluateConfig,
+    out: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Evaluated:
+    """Evaluate the detector ``model_spec`` (see the module docstring) into ``out`` (default:
+    the run folder's ``evaluation/``)."""
+    from cifake_hub.training.data import carve, load_splits, stratified_subset, to_arrays
+    from cifake_hub.training.models import load_model, resolve_model
+
+    say = progress or (lambda _msg: None)
+    conditions = config.parsed_conditions()
+    run = RunFolder(model_spec) if Path(model_spec).is_dir() else None
+    if out is None:
+        if run is None:
+            raise ConfigError(f"give --out: {model_spec} is not a run folder to write into")
+        out = run.path / RunFolder.EVALUATION
+    target = output_path(out)
+    dataset = config.dataset or (run.config().get("dataset") if run and run.exists() else None)
+    if not dataset:
+        raise ConfigError("give --dataset: the model does not say which dataset it was made on")
+    model = load_model(resolve_model(model_spec))
+
+    clock = {"start": time.perf_counter()}
+    say("decoding the dataset")
+    splits = load_splits(dataset)
+    settings = run.config() if run and run.exists() else {}
+    held = None  # the run's validation slice of train: rows the model was not trained on
+    if "train" in splits:
+        train = splits["train"].with_format("numpy")
+        tl, tc = np.asarray(train["label"][:]), np.asarray(train["category"][:])
+        _, held = carve(
+            tl,
+            tc,
+            settings.get("val_fraction", 0.1),
+            settings.get("max_train"),
+            settings.get("seed", 1),
+        )
+    if config.split == "validation" and "validation" not in splits and held is not None:
+        ds, pool_rows = splits["train"], held
+    elif config.split in splits:
+        ds = splits[config.split]
+        pool_rows = np.arange(ds.num_rows)
+    else:
+        raise ConfigError(f"dataset {dataset} has no {config.split!r} split; it has {list(splits)}")
+    table = ds.with_format("numpy")
+    label_all, category_all = np.asarray(table["label"][:]), np.asarray(table["category"][:])
+    rows = pool_rows
+    if config.max_rows is not None:
+        pick = stratified_subset(
+            label_all[pool_rows], category_all[pool_rows], config.max_rows, seed=config.seed
+        )
+        rows = pool_rows[pick]
+    arrays = to_arrays(ds, rows)
+    x, y, category = arrays.x, arrays.y, arrays.category
+    if len(set(y.tolist())) < 2:
+        raise ConfigError(
+            f"the {config.split!r} rows hold only {LABEL_NAMES[int(y[0])]} images; evaluating "
+            "a detector needs both labels"
+        )
+    generators = _generators(ds, rows, y)
+
+    validation = None
+    leaked = np.zeros(len(y), dtype=bool)
+    if held is not None and config.split != "train":
+        say("decoding the validation slice and hashing train for leakage")
+        same_rows = ds is splits["train"]
+        validation = arrays if same_rows else to_arrays(splits["train"], held)
+        # Leakage: pixels of the rows the model trained on (train less its validation slice).
+        trained = np.setdiff1d(np.arange(len(tl)), held) if same_rows else None
+        train_hashes = set(pixel_hashes(to_arrays(splits["train"], trained).x))
+        leaked = np.array([h in train_hashes for h in pixel_hashes(x)], dtype=bool)
+
+    results: dict[str, Any] = {}
+    probs: dict[str, np.ndarray] = {}
+    clock["conditions"] = time.perf_counter()
+    with ProcessPoolExecutor(1) as pool:
+        # The worker degrades the next condition while this process predicts; it rebuilds
+        # the condition from its name (closures do not pickle). User-defined ones run here.
+        pending: Future[np.ndarray] | None = None
+        for i, condition in enumerate(conditions):
+            say(f"condition {i + 1}/{len(conditions)}: {condition.name}")
+            degraded = pending.result() if pending is not None else condition.apply(x, rows)
+            nxt = conditions[i + 1] if i + 1 < len(conditions) else None
+            pending = (
+                pool.submit(_degrade, nxt.name, config.seed, x, rows)
+                if nxt is not None and nxt.kind != "custom"
+                else None
+            )
+            prob = _check_detector(model.predict(degraded, batch_size=config.batch_size, verbose=0))
+            probs[condition.name] = prob
+            results[condition.name] = _condition_result(condition, y, prob, leaked)
+    clock["bootstrap"] = time.perf_counter()
+    if config.bootstrap:
+        say(f"bootstrap intervals ({config.bootstrap} resamples per condition)")
+        for name, result in results.items():
+            result["interval_95"] = calibration.bootstrap(
+                y, probs[name], config.bootstrap, config.seed
+            )
+    clock["end"] = time.perf_counter()
+    clean = results["clean"]
+    for r in results.values():
+        r["drop"] = {
+            k: None
+            if r["metrics"][k] is None or clean["metrics"][k] is None
+            else clean["metrics"][k] - r["metrics"][k]
+            for k in ("accuracy", "roc_auc")
+        }
+
+    report: dict[str, Any] = {
+        "model": str(model_spec),
+        "dataset": str(dataset),
+        "split": config.split,
+        "fingerprint": getattr(ds, "_fingerprint", None),
+        "rows": int(len(y)),
+        "config": config.to_dict(),
+        "conditions": results,
+        "calibration": _calibration(y, probs["clean"], model, validation, config),
+        "leakage": {
+            "rows_also_in_train": int(leaked.sum()),
+            "by_label": {LABEL_NAMES[v]: int(leaked[y == v].sum()) for v in (0, 1)},
+            "rows": [int(r) for r in rows[leaked]],
+        },
+        "per_class": _per_class(y, category, probs["clean"]),
+        "per_generator": _per_generator(y, generators, probs["clean"]),
+        "seconds": {
+            "decoding_and_leakage": clock["conditions"] - clock["start"],
+            "conditions": clock["bootstrap"] - clock["conditions"],
+            "bootstrap": clock["end"] - clock["bootstrap"],
+        },
+    }
+    with Replacement(target, EVALUATION_KIND, overwrite=True, what="evaluation folder") as staged:
+        (staged / RunFolder.EVALUATION_REPORT).write_text(json_text(report))
+        from cifake_hub.evaluate import render
+
+        render.robustness(report, staged / render.ROBUSTNESS)
+        render.reliability_diagram(report["calibration"], staged / render.RELIABILITY)
+        render.per_class(report["per_class"], staged / render.PER_CLASS)
+        if config.calibrate:
+            t = report["calibration"]["temperature"]
+            calibrated_model(model, t).save(staged / CALIBRATED_MODEL)
+    return Evaluated(target, report)
+
+
+def _generators(ds: Any, rows: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The generator (``model_id``) of each FAKE row, "" for REAL rows and unknown ones."""
+    if "model_id" not in ds.column_names:
+        return np.full(len(y), "", dtype=object)
+    ids = ds.select_columns(["model_id"]).select(rows).to_dict()["model_id"]
+    return np.array([(m or "") if label == 0 else "" for m, label in zip(ids, y, strict=True)])
+
+
+def _condition_result(
+    condition: Condition, y: np.ndarray, prob: np.ndarray, leaked: np.ndarray
+) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "definition": condition.definition,
+        "kind": condition.kind,
+        "severity": condition.severity,
+        "metrics": label_metrics(y, prob),
+    }
+    keep = ~leaked
+    if leaked.any() and len(set(y[keep].tolist())) == 2:
+        result["metrics_without_leaked"] = label_metrics(y[keep], prob[keep])
+    return result
+
+
+def _calibration(
+    y: np.ndarray, prob: np.ndarray, model: Any, validation: Any, cfg: EvaluateConfig
+) -> dict[str, Any]:
+    def scores(labels: np.ndarray, p: np.ndarray) -> dict[str, Any]:
+        rel = calibration.reliability(labels, p)
+        return {
+            "ece": rel.ece,
+            "brier": calibration.brier(labels, p),
+            "nll": calibration.nll(labels, p),
+            "reliability": dataclasses.asdict(rel),
+        }
+
+    result: dict[str, Any] = {"bins": calibration.ECE_BINS, "before": scores(y, prob)}
+    if validation is None:
+        result.update(temperature=1.0, note="no train split: no validation slice to fit on")
+        return result
+    val_prob = _check_detector(model.predict(validation.x, batch_size=cfg.batch_size, verbose=0))
+    t = calibration.fit_temperature(validation.y, val_prob)
+    threshold = calibration.best_threshold(validation.y, val_prob)
+    result.update(
+        temperature=t,
+        after=scores(y, calibration.scale(prob, t)),
+        validation_rows=int(len(validation.y)),
+        threshold=threshold,
+        accuracy_at_threshold=float(np.mean((prob >= threshold) == (y == 1))),
+        note="temperature and threshold fitted on the run's validation slice of train",
+    )
+    return result
+
+
+def _per_class(y: np.ndarray, category: np.ndarray, prob: np.ndarray) -> dict[str, Any]:
+    from cifake_hub.training.metrics import binary_metrics
+
+    out = {}
+    for c, name in enumerate(CLASS_NAMES):
+        mask = category == c
+        if not mask.any():
+            continue
+        m = binary_metrics(y[mask], prob[mask])
+        pred = prob[mask] >= 0.5
+        out[name] = {
+            "rows": int(mask.sum()),
+            "accuracy": m["accuracy"],
+            "roc_auc": m["roc_auc"],
+            **{
+                f"recall_{LABEL_NAMES[v].lower()}": (
+                    float(np.mean(pred[y[mask] == v] == (v == 1))) if (y[mask] == v).any() else None
+                )
+                for v in (0, 1)
+            },
+        }
+    return out
+
+
+def _per_generator(y: np.ndarray, generators: np.ndarray, prob: np.ndarray) -> dict[str, Any]:
+    """Each generator's FAKE rows against every REAL row: only when there are several."""
+    from cifake_hub.training.metrics import binary_metrics
+
+    names = sorted({g for g in generators.tolist() if g})
+    if len(names) < 2:
+        return {}
+    real = y == 1
+    out = {}
+    for name in names:
+        mask = real | (generators == name)
+        m = binary_metrics(y[mask], prob[mask])
+        out[name] = {
+            "fake_rows": int((generators == name).sum()),
+            "recall_fake": float(np.mean(prob[generators == name] < 0.5)),
+            "accuracy": m["accuracy"],
+            "roc_auc": m["roc_auc"],
+        }
+    return out
+
+
+def calibrated_model(model: Any, temperature: float) -> Any:
+    """``model`` with its logit divided by ``temperature`` inside it (so predict, Grad-CAM and
+    every other consumer use the calibrated probability unchanged)."""
+    from cifake_hub.explain.gradcam import _flat_layers, _logit_layer
+    from cifake_hub.training.backend import import_keras
+
+    keras = import_keras()
+    layers = _flat_layers(model)
+    logit_layer, from_input = _logit_layer(layers)
+    if from_input:
+        raise CifakeError(
+            "calibrating needs the model's logit as its own layer (a Dense before a sigmoid "
+            "Activation), as cifake's models have"
+        )
+    scale = keras.layers.Rescaling(1 / temperature, name="temperature")
+    sigmoid = keras.layers.Activation("sigmoid", name="probability_calibrated")
+    if isinstance(model, keras.Sequential):
+        # The same (trained) layer objects, one new path: a model reloaded from disk has no
+        # usable symbolic outputs to branch from.
+        head = layers[: layers.index(logit_layer) + 1]
+        inputs = keras.Input(model.inputs[0].shape[1:], dtype=model.inputs[0].dtype, name="image")
+        return keras.Sequential([inputs, *head, scale, sigmoid], name=f"{model.name}_calibrated")
+    logit = model.get_layer(logit_layer.name).output
+    return keras.Model(model.inputs, sigmoid(scale(logit)), name=f"{model.name}_calibrated")
