@@ -8,8 +8,8 @@ Each condition maps a batch of decoded 32x32 RGB uint8 images to degraded uint8 
 - ``blur:R``: Pillow ``ImageFilter.GaussianBlur(R)``
 - ``resize:S``: bilinear (Pillow) to SxS and back to 32x32
 - ``noise:S``: Gaussian noise of standard deviation S (0-255 scale) added, rounded, clipped;
-  image ``i`` of the split draws from ``numpy.random.default_rng([seed, i])``, so a row gets
-  the same noise in any batch
+  row ``i`` of the split draws float32 standard normals from
+  ``numpy.random.default_rng([seed, i])`` (times S), so a row gets the same noise in any batch
 - user-defined: ``NAME=package.module:function`` (a file of such lines), where the function
   takes and returns an (N, 32, 32, 3) uint8 array
 """
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import simplejpeg
 from PIL import Image, ImageFilter
 
 from cifake_hub.errors import ConfigError
@@ -66,12 +67,19 @@ def _per_image(fn: Callable[[Image.Image], Image.Image]) -> Transform:
 
 
 def _jpeg(quality: int) -> Transform:
-    def roundtrip(image: Image.Image) -> Image.Image:
-        buf = io.BytesIO()
-        image.save(buf, format="JPEG", quality=quality, subsampling="4:2:0")
-        return Image.open(io.BytesIO(buf.getvalue()))
+    def run(images: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        out = np.empty_like(images)
+        for i, pixels in enumerate(images):
+            buf = io.BytesIO()
+            Image.fromarray(pixels).save(buf, format="JPEG", quality=quality, subsampling="4:2:0")
+            # libjpeg-turbo's decode with Pillow's settings (accurate IDCT, fancy upsampling)
+            # gives Pillow's pixels (tested) in a fifth of the time.
+            out[i] = simplejpeg.decode_jpeg(
+                buf.getvalue(), colorspace="RGB", fastdct=False, fastupsample=False
+            )
+        return out
 
-    return _per_image(roundtrip)
+    return run
 
 
 def _blur(radius: float) -> Transform:
@@ -89,10 +97,19 @@ def _resize(size: int) -> Transform:
 
 def _noise(std: float, seed: int) -> Transform:
     def run(images: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        noise = np.stack(
-            [np.random.default_rng([seed, int(r)]).normal(0, std, images.shape[1:]) for r in rows]
-        )
-        return np.clip(np.rint(images + noise), 0, 255).astype(np.uint8)
+        out = np.empty_like(images)
+        for start in range(0, len(images), 1024):
+            noise = np.stack(
+                [
+                    np.random.default_rng([seed, int(r)]).standard_normal(
+                        images.shape[1:], dtype=np.float32
+                    )
+                    for r in rows[start : start + 1024]
+                ]
+            )
+            chunk = images[start : start + 1024] + np.float32(std) * noise
+            out[start : start + 1024] = np.clip(np.rint(chunk), 0, 255)
+        return out
 
     return run
 
@@ -146,7 +163,7 @@ def parse_condition(spec: str, seed: int = 0) -> Condition:
         kind,
         number,
         f"Gaussian noise, std {number:g} on the 0-255 scale, rounded and clipped; "
-        f"numpy.random.default_rng([{seed}, row]) per image",
+        f"{number:g} x float32 standard normals of numpy.random.default_rng([{seed}, row])",
         _noise(number, seed),
     )
 

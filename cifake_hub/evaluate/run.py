@@ -4,8 +4,8 @@ For a detector (a run folder, a ``.keras`` file or a Hub model id) and a split o
 every condition's metrics and drop against ``clean`` (:mod:`.conditions`), calibration with
 temperature scaling and a validation-chosen threshold (:mod:`.calibration`), scores on the
 rows that do not leak from train, bootstrap intervals, and breakdowns per class and per
-generator. The split is decoded once; conditions are degraded in a worker process while the
-model predicts the previous one.
+generator. The split is decoded once; a thread degrades the next condition while the model
+predicts the current one.
 
 Writes an evaluation folder (an output folder, see :mod:`cifake_hub.outputs`; in a run folder
 by default): the report (read back by ``RunFolder.evaluation``), ``robustness.png``,
@@ -18,7 +18,7 @@ import dataclasses
 import hashlib
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,6 @@ from cifake_hub.evaluate import calibration
 from cifake_hub.evaluate.conditions import (
     DEFAULT_CONDITIONS,
     Condition,
-    parse_condition,
     parse_conditions,
 )
 from cifake_hub.outputs import Replacement, json_text, output_path
@@ -86,10 +85,6 @@ def label_metrics(y: np.ndarray, prob: np.ndarray) -> dict[str, Any]:
 
 def pixel_hashes(x: np.ndarray) -> list[bytes]:
     return [hashlib.sha1(image.tobytes()).digest() for image in x]
-
-
-def _degrade(spec: str, seed: int, x: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    return parse_condition(spec, seed).apply(x, rows)
 
 
 def _check_detector(prob: Any) -> np.ndarray:
@@ -174,9 +169,9 @@ def evaluate_model(
 
     validation = None
     leaked = np.zeros(len(y), dtype=bool)
+    same_rows = held is not None and ds is splits["train"]
     if held is not None and config.split != "train":
         say("decoding the validation slice and hashing train for leakage")
-        same_rows = ds is splits["train"]
         validation = arrays if same_rows else to_arrays(splits["train"], held)
         # Leakage: pixels of the rows the model trained on (train less its validation slice).
         trained = np.setdiff1d(np.arange(len(tl)), held) if same_rows else None
@@ -186,19 +181,16 @@ def evaluate_model(
     results: dict[str, Any] = {}
     probs: dict[str, np.ndarray] = {}
     clock["conditions"] = time.perf_counter()
-    with ProcessPoolExecutor(1) as pool:
-        # The worker degrades the next condition while this process predicts; it rebuilds
-        # the condition from its name (closures do not pickle). User-defined ones run here.
+    with ThreadPoolExecutor(1) as pool:
+        # A thread degrades the next condition while the model predicts this one: Pillow,
+        # libjpeg-turbo, NumPy and TensorFlow release the GIL in their loops, and a thread
+        # shares the arrays a process would have to copy.
         pending: Future[np.ndarray] | None = None
         for i, condition in enumerate(conditions):
             say(f"condition {i + 1}/{len(conditions)}: {condition.name}")
             degraded = pending.result() if pending is not None else condition.apply(x, rows)
             nxt = conditions[i + 1] if i + 1 < len(conditions) else None
-            pending = (
-                pool.submit(_degrade, nxt.name, config.seed, x, rows)
-                if nxt is not None and nxt.kind != "custom"
-                else None
-            )
+            pending = pool.submit(nxt.apply, x, rows) if nxt is not None else None
             prob = _check_detector(model.predict(degraded, batch_size=config.batch_size, verbose=0))
             probs[condition.name] = prob
             results[condition.name] = _condition_result(condition, y, prob, leaked)
@@ -227,7 +219,7 @@ def evaluate_model(
         "rows": int(len(y)),
         "config": config.to_dict(),
         "conditions": results,
-        "calibration": _calibration(y, probs["clean"], model, validation, config),
+        "calibration": _calibration(y, probs["clean"], model, validation, config, same_rows),
         "leakage": {
             "rows_also_in_train": int(leaked.sum()),
             "by_label": {LABEL_NAMES[v]: int(leaked[y == v].sum()) for v in (0, 1)},
@@ -278,7 +270,12 @@ def _condition_result(
 
 
 def _calibration(
-    y: np.ndarray, prob: np.ndarray, model: Any, validation: Any, cfg: EvaluateConfig
+    y: np.ndarray,
+    prob: np.ndarray,
+    model: Any,
+    validation: Any,
+    cfg: EvaluateConfig,
+    same_rows: bool,
 ) -> dict[str, Any]:
     def scores(labels: np.ndarray, p: np.ndarray) -> dict[str, Any]:
         rel = calibration.reliability(labels, p)
@@ -302,7 +299,13 @@ def _calibration(
         validation_rows=int(len(validation.y)),
         threshold=threshold,
         accuracy_at_threshold=float(np.mean((prob >= threshold) == (y == 1))),
-        note="temperature and threshold fitted on the run's validation slice of train",
+        note="temperature and threshold fitted on the run's validation slice of train"
+        + (
+            ", the rows evaluated here: the numbers after scaling and at the threshold are "
+            "optimistic"
+            if same_rows
+            else ""
+        ),
     )
     return result
 
