@@ -13,6 +13,12 @@ from cifake_hub.training.topology import Topology
 from cifake_hub.outputs import atomic_write_text
 
 TEMPLATE = TEMPLATES / "model_card.md.j2"
+METHOD_NAMES = {
+    "gradcam": "Grad-CAM",
+    "gradcam++": "Grad-CAM++",
+    "hirescam": "HiResCAM",
+    "layercam": "LayerCAM",
+}
 CARD_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
 _SETTINGS = (
     "epochs",
@@ -97,6 +103,7 @@ def render_model_card(
     if summary is not None:
         f = summary.faithfulness
         gradcam = {
+            "method": METHOD_NAMES.get(summary.method, summary.method),
             "layer": summary.layer,
             "images": summary.images,
             "split": summary.split,

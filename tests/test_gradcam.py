@@ -136,3 +136,64 @@ def test_deletion_test_prefers_gradcam_pixels(trained):
     # Covering the square's pixels removes the evidence; random pixels mostly miss it.
     assert result["mean_drop_gradcam"] > 0.3
     assert result["mean_drop_gradcam"] > 3 * result["mean_drop_random"]
+
+
+def _tiny_known_model():
+    """image -> 1x1 conv (2 filters, known weights, ReLU) -> global average -> logit -> sigmoid.
+
+    For an 8x8 image the activations are A = ReLU(x @ Wc), and dlogit/dA_ijk = wd_k / 64
+    for every position: every method has a closed form to check against."""
+    keras = import_keras()
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(2, 1, activation="relu", name="conv"),
+            keras.layers.GlobalAveragePooling2D(name="pool"),
+            keras.layers.Dense(1, name="logit"),
+            keras.layers.Activation("sigmoid", name="probability"),
+        ]
+    )
+    wc = np.array([[1.0, -0.5], [0.5, 1.0], [-0.25, 0.75]], dtype=np.float32)
+    wd = np.array([[0.8], [-1.2]], dtype=np.float32)
+    model.get_layer("conv").set_weights([wc[None, None], np.zeros(2, np.float32)])
+    model.get_layer("logit").set_weights([wd, np.array([0.1], np.float32)])
+    return model, wc, wd[:, 0]
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "hirescam", "layercam"])
+def test_methods_match_their_formulas(method):
+    model, wc, wd = _tiny_known_model()
+    x = np.random.default_rng(0).random((1, 8, 8, 3)).astype(np.float32)
+    a = np.maximum(x[0] @ wc, 0)  # (8, 8, 2)
+    prob = 1 / (1 + np.exp(-(a.mean(axis=(0, 1)) @ wd + 0.1)))
+    sign = 1.0 if prob >= 0.5 else -1.0
+    g = np.broadcast_to(sign * wd / 64, a.shape)  # the pooling is linear in A
+    if method == "gradcam":
+        raw = (g.mean(axis=(0, 1)) * a).sum(-1)
+    elif method == "hirescam":
+        raw = (g * a).sum(-1)
+    elif method == "layercam":
+        raw = (np.maximum(g, 0) * a).sum(-1)
+    else:
+        denominator = 2 * g**2 + a.sum(axis=(0, 1)) * g**3
+        alpha = np.where(g != 0, g**2 / np.where(denominator == 0, 1, denominator), 0)
+        raw = ((alpha * np.maximum(g, 0)).sum(axis=(0, 1)) * a).sum(-1)
+    expected = np.maximum(raw, 0)
+    expected = expected / expected.max() if expected.max() > 0 else expected
+    got = gradcam(model, x, layer="conv", method=method)
+    # Same size as the layer: the bilinear resize is the identity here.
+    np.testing.assert_allclose(got.heatmaps[0], expected, atol=1e-5)
+    assert got.method == method
+
+
+@pytest.mark.parametrize("method", ["gradcam++", "hirescam", "layercam"])
+def test_methods_batched_equal_per_image(trained, method):
+    model = trained["reloaded"]
+    x, _, _ = square_data(12, seed=2)
+    batched = gradcam(model, x, method=method, batch_size=5).heatmaps
+    single = np.concatenate(
+        [gradcam(model, x[i : i + 1], method=method).heatmaps for i in range(12)]
+    )
+    np.testing.assert_allclose(batched, single, atol=1e-5)
+    with pytest.raises(CifakeError, match="unknown Grad-CAM method 'cam'"):
+        gradcam(model, x, method="cam")

@@ -133,6 +133,7 @@ class GradcamSummary:
     accuracy_on_sample: float
     figure6: str  # relative to the run folder
     faithfulness: dict[str, Any]
+    method: str = "gradcam"  # summaries written before methods existed are Grad-CAM
 
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> GradcamSummary:

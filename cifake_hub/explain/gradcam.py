@@ -9,6 +9,17 @@ once.
 A Sequential model loaded from disk has several inbound nodes per layer, and the usual
 ``Model(inputs, [layer.output, model.output])`` recipe then returns None gradients; such
 models are run layer by layer inside the tape instead. Rendering lives elsewhere.
+
+Methods (``method=``), for the target score S (+-logit), a layer's activations A (H, W, K) and
+the gradients G = dS/dA:
+
+- ``gradcam`` (Selvaraju et al. 2017): ReLU(sum_k mean_ij(G_ijk) A_ijk)
+- ``gradcam++`` (Chattopadhay et al. 2018): ReLU(sum_k w_k A_k), w_k = sum_ij a_ijk ReLU(G_ijk),
+  a_ijk = G^2 / (2 G^2 + sum_ab(A_abk) G^3) (0 where G is 0), the closed form for exp(S)
+- ``hirescam`` (Draelos & Carin 2020): ReLU(sum_k G_ijk A_ijk), no averaging of gradients
+- ``layercam`` (Jiang et al. 2021): ReLU(sum_k ReLU(G_ijk) A_ijk)
+
+Each map is resized to the image (bilinear) and scaled to a maximum of 1.
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ class GradCam:
     probability: np.ndarray  # (N,) model output: probability of REAL
     explained: np.ndarray  # (N,) 1 where the map explains REAL, 0 where it explains FAKE
     layer: str
+    method: str = "gradcam"
 
 
 def last_conv_layer(model: Any) -> str:
@@ -37,18 +49,50 @@ def last_conv_layer(model: Any) -> str:
     raise CifakeError(f"model {model.name!r} has no convolution layer; pass layer= explicitly")
 
 
+def _gradcam(tf: Any, a: Any, g: Any) -> Any:
+    return tf.reduce_sum(tf.reduce_mean(g, axis=(1, 2), keepdims=True) * a, axis=-1)
+
+
+def _gradcam_pp(tf: Any, a: Any, g: Any) -> Any:
+    g2, g3 = g**2, g**3
+    denominator = 2 * g2 + tf.reduce_sum(a, axis=(1, 2), keepdims=True) * g3
+    alpha = tf.where(g != 0, tf.math.divide_no_nan(g2, denominator), tf.zeros_like(g))
+    weights = tf.reduce_sum(alpha * tf.nn.relu(g), axis=(1, 2), keepdims=True)
+    return tf.reduce_sum(weights * a, axis=-1)
+
+
+def _hirescam(tf: Any, a: Any, g: Any) -> Any:
+    return tf.reduce_sum(g * a, axis=-1)
+
+
+def _layercam(tf: Any, a: Any, g: Any) -> Any:
+    return tf.reduce_sum(tf.nn.relu(g) * a, axis=-1)
+
+
+# (tf, activations, gradients) -> the map before ReLU, (N, H, W).
+METHODS = {
+    "gradcam": _gradcam,
+    "gradcam++": _gradcam_pp,
+    "hirescam": _hirescam,
+    "layercam": _layercam,
+}
+
+
 def gradcam(
     model: Any,
     images: np.ndarray,
     layer: str | None = None,
     explain: str | np.ndarray = "predicted",
     batch_size: int = 256,
+    method: str = "gradcam",
 ) -> GradCam:
     """Heatmaps for ``images`` (N, H, W, 3), as the model takes them (raw uint8 for ours).
 
     ``explain``: "predicted" (each image's predicted label), "REAL", "FAKE", or an array of
-    0/1 labels per image.
+    0/1 labels per image. ``method``: one of :data:`METHODS` (see the module docstring).
     """
+    if method not in METHODS:
+        raise CifakeError(f"unknown Grad-CAM method {method!r}; choose one of {list(METHODS)}")
     import tensorflow as tf
 
     from cifake_hub.training.backend import import_keras
@@ -70,8 +114,7 @@ def gradcam(
         grads = tape.gradient(target, features)
         if grads is None:
             raise CifakeError(f"no gradient reaches layer {layer!r} from the logit")
-        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-        cam = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))[..., None]
+        cam = tf.nn.relu(METHODS[method](tf, features, grads))[..., None]
         cam = tf.image.resize(cam, images.shape[1:3], method="bilinear")[..., 0]
         peak = tf.reduce_max(cam, axis=(1, 2), keepdims=True)
         cam = tf.math.divide_no_nan(cam, peak)  # an all-zero map stays zero: no evidence
@@ -79,7 +122,7 @@ def gradcam(
         probs.append(prob)
     probability = np.concatenate(probs)
     explained = (_signs(explain, probability, 0, len(probability)) > 0).astype(np.int64)
-    return GradCam(np.concatenate(maps), probability, explained, layer)
+    return GradCam(np.concatenate(maps), probability, explained, layer, method)
 
 
 def _signs(explain: str | np.ndarray, prob: np.ndarray, start: int, n: int) -> np.ndarray:

@@ -17,6 +17,7 @@ import numpy as np
 
 from cifake_hub.config import Config, option
 from cifake_hub.errors import CifakeError, ConfigError
+from cifake_hub.explain.gradcam import METHODS
 from cifake_hub.outputs import Replacement, json_text
 from cifake_hub.schema import CLASS_NAMES, LABEL_NAMES
 from cifake_hub.training.run_folder import GradcamSummary, RunFolder
@@ -30,6 +31,7 @@ class ExplainConfig(Config):
     )
     n: int = option(200, "images to explain (stratified sample)")
     layer: str | None = option(None, "layer to explain (default: the last convolution)")
+    method: str = option("gradcam", "map method", choices=tuple(METHODS))
     deletion_fraction: float = option(0.1, "share of pixels masked in the deletion test")
     alpha: float = option(0.45, "overlay opacity")
     gallery: int = option(20, "images in the gallery")
@@ -87,7 +89,7 @@ def explain_run(run_dir: str | Path, config: ExplainConfig) -> GradcamSummary:
     rows = pool[stratified_subset(label[pool], category[pool], config.n, seed=config.seed)]
     arrays = to_arrays(ds, rows)
 
-    result = gradcam(model, arrays.x, layer=config.layer)
+    result = gradcam(model, arrays.x, layer=config.layer, method=config.method)
     # The folder is replaced whole, and only if cifake wrote all of it (cifake_hub.outputs).
     with Replacement(
         run.gradcam_dir, RunFolder.GRADCAM_KIND, overwrite=True, what="Grad-CAM folder"
@@ -129,6 +131,7 @@ def explain_run(run_dir: str | Path, config: ExplainConfig) -> GradcamSummary:
             config=config.to_dict(),
             split=split,
             layer=result.layer,
+            method=result.method,
             images=int(len(rows)),
             accuracy_on_sample=float(np.mean((result.probability >= 0.5) == (arrays.y == 1))),
             figure6=run.figure6.relative_to(run.path).as_posix(),
