@@ -111,6 +111,7 @@ def render_model_card(
             "drop_gradcam": f"{f['mean_drop_gradcam']:.3f}",
             "drop_random": f"{f['mean_drop_random']:.3f}",
             "faithful": f["mean_drop_gradcam"] > f["mean_drop_random"],
+            "sanity": _sanity(summary.sanity),
         }
     evaluation = _evaluation(run.evaluation())
     eval_results += _condition_results(run.evaluation(), dataset_name)
@@ -149,6 +150,19 @@ def render_model_card(
         selection_warning=test.selection_sentence,
         citations=CITATIONS,
     )
+
+
+def _sanity(sanity: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not sanity:
+        return None
+    method, edges = sanity["results"]
+    return {
+        "images": sanity["images"],
+        "pass_below": sanity["pass_below"],
+        "final": f"{method['spearman'][-1]:.2f}",
+        "verdict": "passes" if method["passed"] else "fails",
+        "edges": f"{edges['spearman'][-1]:.2f}",
+    }
 
 
 def _pct(value: float | None) -> str:

@@ -23,6 +23,15 @@ def test_explain_cli_writes_figure6_and_summary(small_run, tmp_path):
     assert summary["layer"] == "conv_2" and summary["images"] == 40
     f = summary["faithfulness"]
     assert f["images"] == 40 and f["pixels_masked"] == 102
+    # The cascading randomisation check ran for the method and the edge baseline.
+    method, edges = summary["sanity"]["results"]
+    assert method["method"] == "gradcam" and edges["method"] == "edges"
+    assert method["steps"] == edges["steps"] == ["logit", "dense_1", "conv_2", "conv_1"]
+    assert edges["spearman"] == [1.0] * 4 and not edges["passed"]
+    assert (out / "sanity.png").stat().st_size > 5_000
+    from cifake_hub.cards.model_card import render_model_card
+
+    assert "cascading randomisation" in str(render_model_card(run))
     maps = np.load(out / "heatmaps.npz")
     assert maps["heatmaps"].shape == (40, 32, 32)
     # The sample is stratified: both labels, every class.

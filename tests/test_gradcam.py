@@ -197,3 +197,37 @@ def test_methods_batched_equal_per_image(trained, method):
     np.testing.assert_allclose(batched, single, atol=1e-5)
     with pytest.raises(CifakeError, match="unknown Grad-CAM method 'cam'"):
         gradcam(model, x, method="cam")
+
+
+# -- sanity checks (cifake_hub.explain.sanity) ---------------------------------------------------
+def test_spearman_and_edge_map():
+    from cifake_hub.explain.sanity import edge_map, spearman
+
+    a = np.arange(16, dtype=float).reshape(1, 4, 4)
+    np.testing.assert_allclose(spearman(a, 2 * a + 1), [1.0])
+    np.testing.assert_allclose(spearman(a, -a), [-1.0])
+    np.testing.assert_allclose(spearman(a, np.zeros_like(a)), [0.0])
+    step = np.zeros((1, 8, 8, 3), np.uint8)
+    step[:, :, 4:] = 200  # a vertical edge between columns 3 and 4
+    edges = edge_map(step)[0]
+    assert edges.max() == 1 and set(np.flatnonzero(edges.max(axis=0) == 1)) == {3, 4}
+    assert edges[:, :2].max() == 0
+
+
+def test_randomisation_check_passes_gradcam_and_fails_the_edge_baseline(trained):
+    from cifake_hub.explain.sanity import cascading_randomisation, edge_map
+
+    model = trained["reloaded"]
+    x, _, _ = square_data(40, seed=3)
+    before = model.predict(x, verbose=0)
+
+    def cam(m, images, labels):
+        return gradcam(m, images, explain=labels).heatmaps
+
+    checked = cascading_randomisation(model, x, cam, "gradcam")
+    assert checked.steps[0] == model.layers[-1].name and len(checked.steps) == 3
+    assert checked.passed and checked.spearman[-1] < 0.5
+    baseline = cascading_randomisation(model, x, lambda m, i, lab: edge_map(i), "edges")
+    assert not baseline.passed and baseline.spearman == [1.0, 1.0, 1.0]
+    # The trained model is left as it was: only copies are randomised.
+    np.testing.assert_array_equal(model.predict(x, verbose=0), before)

@@ -134,6 +134,7 @@ class GradcamSummary:
     figure6: str  # relative to the run folder
     faithfulness: dict[str, Any]
     method: str = "gradcam"  # summaries written before methods existed are Grad-CAM
+    sanity: dict[str, Any] | None = None  # the cascading randomisation check, when run
 
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> GradcamSummary:
@@ -164,6 +165,7 @@ class RunFolder(OutputFolder):
     FIGURE6: ClassVar[str] = "figure6.png"
     HEATMAPS: ClassVar[str] = "heatmaps.npz"
     GALLERY: ClassVar[str] = "gallery"
+    SANITY_PLOT: ClassVar[str] = "sanity.png"
     # What goes to the model repo next to the model and its card.
     PUBLISHED_FILES: ClassVar[tuple[str, ...]] = (CONFIG, RESULTS, TEST)
     PUBLISHED_DIRS: ClassVar[tuple[str, ...]] = (TABLES, PLOTS, GRADCAM, EVALUATION)

@@ -6,6 +6,7 @@ Kept apart from the maths in :mod:`cifake_hub.explain.gradcam`, which returns pl
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -99,3 +100,24 @@ def gallery(
         fig.suptitle(caption, fontsize=8)
         paths.append(save_figure(fig, out / f"{i:04d}.png", dpi=100))
     return paths
+
+
+def sanity_plot(results: list[Any], path: Path) -> Path:
+    """Rank correlation with the trained model's maps as layers are randomised top down."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for r in results:
+        steps = ["trained", *r.steps]
+        ax.plot(
+            steps,
+            [1.0, *r.spearman],
+            "o-",
+            label=f"{r.method} ({'passes' if r.passed else 'fails'})",
+        )
+    ax.set_ylabel("Spearman vs trained maps")
+    ax.set_xlabel("randomised down to layer")
+    ax.set_ylim(-0.2, 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.autofmt_xdate(rotation=30)
+    return save_figure(fig, path)
