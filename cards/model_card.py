@@ -112,6 +112,7 @@ def render_model_card(
             "drop_random": f"{f['mean_drop_random']:.3f}",
             "faithful": f["mean_drop_gradcam"] > f["mean_drop_random"],
             "sanity": _sanity(summary.sanity),
+            "claim": _claim(summary.claim),
         }
     evaluation = _evaluation(run.evaluation())
     eval_results += _condition_results(run.evaluation(), dataset_name)
@@ -162,6 +163,29 @@ def _sanity(sanity: dict[str, Any] | None) -> dict[str, Any] | None:
         "final": f"{method['spearman'][-1]:.2f}",
         "verdict": "passes" if method["passed"] else "fails",
         "edges": f"{edges['spearman'][-1]:.2f}",
+    }
+
+
+def _claim(claim: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not claim:
+        return None
+    if not claim.get("by_label"):
+        return {"images": claim["images"], "verdict": claim["verdict"]}
+
+    def show(entry: dict[str, Any]) -> str:
+        low, high = entry["interval"]
+        return f"{entry['mean']:.3f} [{low:.3f}, {high:.3f}]"
+
+    by_label, diff = claim["by_label"], claim["real_minus_fake"]
+    return {
+        "images": claim["images"],
+        "verdict": claim["verdict"],
+        "area_real": show(by_label["area_above_half"]["REAL"]),
+        "area_fake": show(by_label["area_above_half"]["FAKE"]),
+        "area_diff": show(diff["area_above_half"]),
+        "entropy_real": show(by_label["entropy"]["REAL"]),
+        "entropy_fake": show(by_label["entropy"]["FAKE"]),
+        "entropy_diff": show(diff["entropy"]),
     }
 
 

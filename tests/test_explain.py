@@ -31,7 +31,15 @@ def test_explain_cli_writes_figure6_and_summary(small_run, tmp_path):
     assert (out / "sanity.png").stat().st_size > 5_000
     from cifake_hub.cards.model_card import render_model_card
 
-    assert "cascading randomisation" in str(render_model_card(run))
+    card = str(render_model_card(run))
+    assert "cascading randomisation" in card
+    # The paper's claim, measured on the correctly classified images.
+    claim = summary["claim"]
+    assert (
+        claim["images"] + claim["left_out"]["misclassified"] >= 40 - claim["left_out"]["empty_map"]
+    )
+    assert claim["verdict"].split(":")[0] in ("holds", "does not hold", "undecided")
+    assert claim["verdict"].split(":")[0] in card
     maps = np.load(out / "heatmaps.npz")
     assert maps["heatmaps"].shape == (40, 32, 32)
     # The sample is stratified: both labels, every class.

@@ -7,6 +7,7 @@ from cifake_hub.training.backend import import_keras
 from cifake_hub.errors import CifakeError
 from cifake_hub.explain.gradcam import gradcam, last_conv_layer
 from cifake_hub.explain.render import figure6, overlay
+from cifake_hub.schema import CLASS_NAMES
 
 SQUARE = 8
 
@@ -231,3 +232,27 @@ def test_randomisation_check_passes_gradcam_and_fails_the_edge_baseline(trained)
     assert not baseline.passed and baseline.spearman == [1.0, 1.0, 1.0]
     # The trained model is left as it was: only copies are randomised.
     np.testing.assert_array_equal(model.predict(x, verbose=0), before)
+
+
+def test_paper_claim_verdicts_on_constructed_maps():
+    from cifake_hub.explain.claim import paper_claim, spread
+
+    broad = np.ones((20, 32, 32)) + np.random.default_rng(0).random((20, 32, 32)) * 0.1
+    sparse = np.zeros((20, 32, 32))
+    sparse[:, 3, 5] = 1.0
+    measures = spread(np.concatenate([broad[:1], sparse[:1]]))
+    assert measures["area_above_half"][0] == 1.0 and measures["area_above_half"][1] == 1 / 1024
+    assert measures["entropy"][0] > 0.99 and measures["entropy"][1] == 0.0
+    assert measures["centre_mass"][1] == 0.0  # the peak is in the border
+    label = np.r_[np.ones(20, int), np.zeros(20, int)]
+    prob = np.r_[np.full(20, 0.9), np.full(20, 0.1)]  # all correct
+    category = np.tile(np.arange(10), 4)
+    holds = paper_claim(np.concatenate([broad, sparse]), label, prob, category, resamples=200)
+    assert holds["verdict"].startswith("holds") and holds["images"] == 40
+    assert set(holds["per_class"]) == set(CLASS_NAMES)
+    flipped = paper_claim(np.concatenate([sparse, broad]), label, prob, category, resamples=200)
+    assert flipped["verdict"].startswith("does not hold")
+    same = paper_claim(np.concatenate([broad, broad]), label, prob, category, resamples=200)
+    assert same["verdict"].startswith("undecided")
+    wrong = paper_claim(np.concatenate([broad, sparse]), label, 1 - prob, category, resamples=50)
+    assert wrong["images"] == 0 and wrong["left_out"]["misclassified"] == 40

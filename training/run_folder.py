@@ -135,6 +135,7 @@ class GradcamSummary:
     faithfulness: dict[str, Any]
     method: str = "gradcam"  # summaries written before methods existed are Grad-CAM
     sanity: dict[str, Any] | None = None  # the cascading randomisation check, when run
+    claim: dict[str, Any] | None = None  # the paper's "REAL holistic, FAKE sparse", measured
 
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> GradcamSummary:

@@ -17,6 +17,7 @@ import numpy as np
 
 from cifake_hub.config import Config, option
 from cifake_hub.errors import CifakeError, ConfigError
+from cifake_hub.explain.claim import paper_claim
 from cifake_hub.explain.gradcam import METHODS
 from cifake_hub.outputs import Replacement, json_text
 from cifake_hub.schema import CLASS_NAMES, LABEL_NAMES
@@ -129,6 +130,9 @@ def explain_run(run_dir: str | Path, config: ExplainConfig) -> GradcamSummary:
             model, arrays.x, fraction=config.deletion_fraction, seed=config.seed
         )
         sanity = _sanity(model, arrays.x, config, result.layer, out) if config.sanity else None
+        claim = paper_claim(
+            result.heatmaps, arrays.y, result.probability, arrays.category, seed=config.seed
+        )
         summary = GradcamSummary(
             config=config.to_dict(),
             split=split,
@@ -139,6 +143,7 @@ def explain_run(run_dir: str | Path, config: ExplainConfig) -> GradcamSummary:
             figure6=run.figure6.relative_to(run.path).as_posix(),
             faithfulness=faithfulness,
             sanity=sanity,
+            claim=claim,
         )
         (out / RunFolder.GRADCAM_SUMMARY).write_text(json_text(dataclasses.asdict(summary)))
         config.save(out / RunFolder.GRADCAM_CONFIG)
