@@ -1,4 +1,5 @@
-"""Import Keras on TensorFlow, quietly: TensorFlow's start-up chatter would bury our output."""
+"""Import Keras quietly, on TensorFlow unless ``KERAS_BACKEND`` says otherwise (``torch``
+works too: models saved by one backend load in the other)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 def import_keras() -> Any:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if "tensorflow" not in sys.modules:
+    if os.environ["KERAS_BACKEND"] == "tensorflow" and "tensorflow" not in sys.modules:
         # TensorFlow's C++ logs its start-up notices before any log level applies; errors
         # still surface as Python exceptions.
         saved = os.dup(2)
@@ -24,8 +25,10 @@ def import_keras() -> Any:
             os.close(saved)
             os.close(devnull)
     import keras
-    import tensorflow as tf
 
-    # Retracing notices appear when many small models predict in a row: expected here.
-    tf.get_logger().setLevel("ERROR")
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        # Retracing notices appear when many small models predict in a row: expected here.
+        tf.get_logger().setLevel("ERROR")
     return keras

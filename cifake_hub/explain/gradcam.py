@@ -49,27 +49,53 @@ def last_conv_layer(model: Any) -> str:
     raise CifakeError(f"model {model.name!r} has no convolution layer; pass layer= explicitly")
 
 
-def _gradcam(tf: Any, a: Any, g: Any) -> Any:
-    return tf.reduce_sum(tf.reduce_mean(g, axis=(1, 2), keepdims=True) * a, axis=-1)
+def _gradcam(ops: Any, a: Any, g: Any) -> Any:
+    return ops.sum(ops.mean(g, axis=(1, 2), keepdims=True) * a, axis=-1)
 
 
-def _gradcam_pp(tf: Any, a: Any, g: Any) -> Any:
+def _gradcam_pp(ops: Any, a: Any, g: Any) -> Any:
     g2, g3 = g**2, g**3
-    denominator = 2 * g2 + tf.reduce_sum(a, axis=(1, 2), keepdims=True) * g3
-    alpha = tf.where(g != 0, tf.math.divide_no_nan(g2, denominator), tf.zeros_like(g))
-    weights = tf.reduce_sum(alpha * tf.nn.relu(g), axis=(1, 2), keepdims=True)
-    return tf.reduce_sum(weights * a, axis=-1)
+    denominator = 2 * g2 + ops.sum(a, axis=(1, 2), keepdims=True) * g3
+    alpha = ops.where(ops.not_equal(g, 0), ops.divide_no_nan(g2, denominator), ops.zeros_like(g))
+    weights = ops.sum(alpha * ops.relu(g), axis=(1, 2), keepdims=True)
+    return ops.sum(weights * a, axis=-1)
 
 
-def _hirescam(tf: Any, a: Any, g: Any) -> Any:
-    return tf.reduce_sum(g * a, axis=-1)
+def _hirescam(ops: Any, a: Any, g: Any) -> Any:
+    return ops.sum(g * a, axis=-1)
 
 
-def _layercam(tf: Any, a: Any, g: Any) -> Any:
-    return tf.reduce_sum(tf.nn.relu(g) * a, axis=-1)
+def _layercam(ops: Any, a: Any, g: Any) -> Any:
+    return ops.sum(ops.relu(g) * a, axis=-1)
 
 
-# (tf, activations, gradients) -> the map before ReLU, (N, H, W).
+def _gradients(keras: Any, forward: Any, x: np.ndarray, signs: Any) -> tuple[Any, np.ndarray, Any]:
+    """(activations, P(REAL), gradients of the signed logit with respect to the activations),
+    with the backend's own automatic differentiation."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            features, logit = forward(tf.convert_to_tensor(x))
+            prob = tf.sigmoid(logit)[:, 0].numpy()
+            target = logit[:, 0] * tf.constant(signs(prob), logit.dtype)
+        return features, prob, tape.gradient(target, features)
+    if backend == "torch":
+        import torch
+
+        with torch.enable_grad():
+            features, logit = forward(torch.as_tensor(x))
+            prob = torch.sigmoid(logit)[:, 0].detach().cpu().numpy()
+            sign = torch.as_tensor(signs(prob), dtype=logit.dtype, device=logit.device)
+            if not features.requires_grad:
+                return features, prob, None
+            (grads,) = torch.autograd.grad((logit[:, 0] * sign).sum(), features)
+        return features.detach(), prob, grads
+    raise CifakeError(f"Grad-CAM supports the tensorflow and torch Keras backends, not {backend!r}")
+
+
+# (keras.ops, activations, gradients) -> the map before ReLU, (N, H, W).
 METHODS = {
     "gradcam": _gradcam,
     "gradcam++": _gradcam_pp,
@@ -93,11 +119,10 @@ def gradcam(
     """
     if method not in METHODS:
         raise CifakeError(f"unknown Grad-CAM method {method!r}; choose one of {list(METHODS)}")
-    import tensorflow as tf
-
     from cifake_hub.training.backend import import_keras
 
-    import_keras()
+    keras = import_keras()
+    ops = keras.ops
     images = np.asarray(images)
     if images.ndim != 4:
         raise CifakeError(f"images must be (N, H, W, C), got shape {images.shape}")
@@ -105,20 +130,17 @@ def gradcam(
     forward = _forward(model, layer)
     maps, probs = [], []
     for start in range(0, len(images), batch_size):
-        x = tf.convert_to_tensor(images[start : start + batch_size])
-        with tf.GradientTape() as tape:
-            features, logit = forward(x)
-            prob = tf.sigmoid(logit)[:, 0].numpy()
-            sign = _signs(explain, prob, start, len(prob))
-            target = logit[:, 0] * tf.constant(sign, logit.dtype)
-        grads = tape.gradient(target, features)
+        x = images[start : start + batch_size]
+        features, prob, grads = _gradients(
+            keras, forward, x, lambda p, s=start: _signs(explain, p, s, len(p))
+        )
         if grads is None:
             raise CifakeError(f"no gradient reaches layer {layer!r} from the logit")
-        cam = tf.nn.relu(METHODS[method](tf, features, grads))[..., None]
-        cam = tf.image.resize(cam, images.shape[1:3], method="bilinear")[..., 0]
-        peak = tf.reduce_max(cam, axis=(1, 2), keepdims=True)
-        cam = tf.math.divide_no_nan(cam, peak)  # an all-zero map stays zero: no evidence
-        maps.append(cam.numpy().astype(np.float32))
+        cam = ops.relu(METHODS[method](ops, features, grads))[..., None]
+        cam = ops.image.resize(cam, images.shape[1:3], interpolation="bilinear")[..., 0]
+        peak = ops.max(cam, axis=(1, 2), keepdims=True)
+        cam = ops.divide_no_nan(cam, peak)  # an all-zero map stays zero: no evidence
+        maps.append(ops.convert_to_numpy(cam).astype(np.float32))
         probs.append(prob)
     probability = np.concatenate(probs)
     explained = (_signs(explain, probability, 0, len(probability)) > 0).astype(np.int64)
@@ -200,9 +222,9 @@ def _logit_layer(layers: list[Any]) -> tuple[Any, bool]:
 
 
 def _dense_logit(layer: Any, x: Any) -> Any:
-    import tensorflow as tf
+    import keras
 
-    return tf.matmul(x, layer.kernel) + layer.bias
+    return keras.ops.matmul(x, layer.kernel) + layer.bias
 
 
 def deletion_test(
