@@ -264,6 +264,10 @@ def _fmt_metric(name: str, value: float | None) -> str:
 
 
 def write_model_card(run_dir: str | Path, **kwargs: Any) -> Path:
+    from cifake_hub.cards.gradcam_card import write_gradcam_card
+
     run = RunFolder(run_dir).require_ours()
     card = render_model_card(run_dir, **kwargs)
+    if run.gradcam_summary() is not None:
+        write_gradcam_card(run.path)
     return atomic_write_text(run.card, str(card))

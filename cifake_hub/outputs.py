@@ -90,6 +90,17 @@ def require_output(folder: str | Path, kind: str, what: str) -> Path:
     return folder
 
 
+def record_file(folder: Path, rel: str) -> None:
+    """List ``rel`` in a finished output folder's marker: a file the toolkit added later (a
+    card, say) that a replacement of the folder may then remove."""
+    marker = read_marker(folder)
+    if marker is None or "files" not in marker or rel in marker["files"]:
+        return
+    extra = {k: v for k, v in marker.items() if k not in ("kind", "tool", "version")}
+    extra["files"] = sorted([*marker["files"], rel])
+    _write_marker(folder, marker["kind"], **extra)
+
+
 def atomic_write_text(path: Path, text: str) -> Path:
     """Write ``path`` so that readers see the old or the new content, never a half file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -134,3 +134,23 @@ def test_jpeg_quality_estimate():
     for q in (50, 75, 95):
         assert jpeg_quality(factories.jpeg_bytes(px, q)) == q
     assert jpeg_quality(factories.png_bytes(px)) is None
+
+
+def test_gradcam_card_is_written_beside_the_model_card(small_run, small_cifake, tmp_path):
+    import shutil
+
+    from cifake_hub.explain.run import ExplainConfig, explain_run
+    from cifake_hub.outputs import read_marker
+
+    run = tmp_path / "run"
+    shutil.copytree(small_run, run)
+    explain_run(run, ExplainConfig(dataset=str(small_cifake), n=20))
+    assert main(["card", "model", str(run), "--repo-id", "user/cnn"]) == 0
+    text = (run / "gradcam" / "README.md").read_text()
+    assert text.startswith("# Grad-CAM card") and "| **check** |" in text
+    assert "## The paper's reading, measured" in text and "@inproceedings{rong2022road" in text
+    assert "[Grad-CAM card](gradcam/README.md)" in (run / "README.md").read_text()
+    # The card is listed in gradcam/'s marker: explaining again replaces the folder cleanly.
+    assert "README.md" in read_marker(run / "gradcam")["files"]
+    explain_run(run, ExplainConfig(dataset=str(small_cifake), n=20))
+    assert not (run / "gradcam" / "README.md").exists()

@@ -266,6 +266,10 @@ class ModelTarget(Target):
             endpoint=self.cfg.hub,
         )
         (out / RunFolder.CARD).write_text(str(card))
+        if run.gradcam_summary() is not None:
+            from cifake_hub.cards.gradcam_card import CARD, render_gradcam_card
+
+            (out / RunFolder.GRADCAM / CARD).write_text(render_gradcam_card(run.path))
         self.staged = out
 
     def push(self, session: Session) -> None:

@@ -1,0 +1,148 @@
+"""The Grad-CAM card of a run folder (``gradcam/README.md``): the method and layer, Figure 6,
+the sanity check, the faithfulness test, the paper's reading measured, limitations and
+citations. The model card links to it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cifake_hub.cards.common import TEMPLATES
+from cifake_hub.training.run_folder import GradcamSummary, RunFolder
+
+from cifake_hub.errors import CifakeError
+from cifake_hub.outputs import atomic_write_text, record_file
+
+TEMPLATE = TEMPLATES / "gradcam_card.md.j2"
+CARD = "README.md"
+METHOD_NAMES = {
+    "gradcam": "Grad-CAM",
+    "gradcam++": "Grad-CAM++",
+    "hirescam": "HiResCAM",
+    "layercam": "LayerCAM",
+}
+CITATIONS = """\
+@inproceedings{selvaraju2017gradcam,
+  title     = {Grad-{CAM}: Visual Explanations from Deep Networks via Gradient-Based Localization},
+  author    = {Selvaraju, Ramprasaath R. and Cogswell, Michael and Das, Abhishek and
+               Vedantam, Ramakrishna and Parikh, Devi and Batra, Dhruv},
+  booktitle = {ICCV},
+  year      = {2017}
+}
+
+@inproceedings{chattopadhay2018gradcampp,
+  title     = {Grad-{CAM}++: Generalized Gradient-Based Visual Explanations for Deep
+               Convolutional Networks},
+  author    = {Chattopadhay, Aditya and Sarkar, Anirban and Howlader, Prantik and
+               Balasubramanian, Vineeth N.},
+  booktitle = {WACV},
+  year      = {2018}
+}
+
+@article{draelos2020hirescam,
+  title   = {Use {HiResCAM} instead of {Grad-CAM} for faithful explanations of convolutional
+             neural networks},
+  author  = {Draelos, Rachel Lea and Carin, Lawrence},
+  journal = {arXiv:2011.08891},
+  year    = {2020}
+}
+
+@article{jiang2021layercam,
+  title   = {{LayerCAM}: Exploring Hierarchical Class Activation Maps for Localization},
+  author  = {Jiang, Peng-Tao and Zhang, Chang-Bin and Hou, Qibin and Cheng, Ming-Ming and
+             Wei, Yunchao},
+  journal = {IEEE Transactions on Image Processing},
+  volume  = {30},
+  pages   = {5875--5888},
+  year    = {2021}
+}
+
+@inproceedings{rong2022road,
+  title     = {A Consistent and Efficient Evaluation Strategy for Attribution Methods},
+  author    = {Rong, Yao and Leemann, Tobias and Borisov, Vadim and Kasneci, Gjergji and
+               Kasneci, Enkelejda},
+  booktitle = {ICML},
+  year      = {2022}
+}
+
+@inproceedings{adebayo2018sanity,
+  title     = {Sanity Checks for Saliency Maps},
+  author    = {Adebayo, Julius and Gilmer, Justin and Muelly, Michael and Goodfellow, Ian and
+               Hardt, Moritz and Kim, Been},
+  booktitle = {NeurIPS},
+  year      = {2018}
+}"""
+
+
+def _sanity(sanity: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not sanity:
+        return None
+    results = sanity["results"]
+    steps = [
+        {"layer": layer, "cells": [f"{r['spearman'][i]:.3f}" for r in results]}
+        for i, layer in enumerate(results[0]["steps"])
+    ]
+    return {**sanity, "steps": steps}
+
+
+def _claim(claim: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not claim:
+        return None
+
+    def show(entry: dict[str, Any]) -> str:
+        low, high = entry["interval"]
+        return f"{entry['mean']:.3f} [{low:.3f}, {high:.3f}]"
+
+    names = {
+        "area_above_half": "share of pixels above half the maximum",
+        "entropy": "normalised entropy of the map",
+        "centre_mass": "share of the map in the central 16x16",
+    }
+    rows = [
+        {
+            "name": text,
+            "real": show(claim["by_label"][key]["REAL"]),
+            "fake": show(claim["by_label"][key]["FAKE"]),
+            "diff": show(claim["real_minus_fake"][key]),
+        }
+        for key, text in names.items()
+        if claim.get("by_label")
+    ]
+    return {"images": claim["images"], "verdict": claim["verdict"], "rows": rows}
+
+
+def render_gradcam_card(run_dir: str | Path) -> str:
+    import jinja2
+
+    run = RunFolder(run_dir)
+    summary: GradcamSummary | None = run.gradcam_summary()
+    if summary is None:
+        raise CifakeError(f"{run.path} has no Grad-CAM results; run `cifake explain` first")
+    f = summary.faithfulness
+    chosen = summary.config.get("method") or summary.method
+    template = jinja2.Template(TEMPLATE.read_text(), keep_trailing_newline=True)
+    return template.render(
+        title=f"{METHOD_NAMES.get(summary.method, summary.method)} of {run.path.name}",
+        method=METHOD_NAMES.get(summary.method, summary.method),
+        layer=summary.layer,
+        images=summary.images,
+        split=summary.split,
+        choice=(
+            f"The method was chosen by the user (`--method {chosen}`); choosing it by ROAD "
+            "needs ROAD, which this version does not compute yet."
+        ),
+        sanity=_sanity(summary.sanity),
+        fraction=f"{f['fraction']:.0%}",
+        drop_gradcam=f"{f['mean_drop_gradcam']:.3f}",
+        drop_random=f"{f['mean_drop_random']:.3f}",
+        claim=_claim(summary.claim),
+        citations=CITATIONS,
+    )
+
+
+def write_gradcam_card(run_dir: str | Path) -> Path:
+    """``gradcam/README.md`` of a run folder cifake wrote (recorded in the folder's marker)."""
+    run = RunFolder(run_dir).require_ours()
+    path = atomic_write_text(run.gradcam_dir / CARD, render_gradcam_card(run.path))
+    record_file(run.gradcam_dir, CARD)
+    return path
