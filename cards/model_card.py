@@ -7,18 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from cifake_hub.cards.common import CITATIONS, TEMPLATES, fmt_int
+from cifake_hub.cards.gradcam_card import METHOD_NAMES, write_gradcam_card
 from cifake_hub.training.run_folder import RunFolder
 from cifake_hub.training.topology import Topology
 
 from cifake_hub.outputs import atomic_write_text
 
 TEMPLATE = TEMPLATES / "model_card.md.j2"
-METHOD_NAMES = {
-    "gradcam": "Grad-CAM",
-    "gradcam++": "Grad-CAM++",
-    "hirescam": "HiResCAM",
-    "layercam": "LayerCAM",
-}
 CARD_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
 _SETTINGS = (
     "epochs",
@@ -264,8 +259,6 @@ def _fmt_metric(name: str, value: float | None) -> str:
 
 
 def write_model_card(run_dir: str | Path, **kwargs: Any) -> Path:
-    from cifake_hub.cards.gradcam_card import write_gradcam_card
-
     run = RunFolder(run_dir).require_ours()
     card = render_model_card(run_dir, **kwargs)
     if run.gradcam_summary() is not None:

@@ -124,6 +124,12 @@ def _finite(data: Any) -> Any:
     return data
 
 
+def _is_marker(rel: str) -> bool:
+    """The marker, or one being written by a parallel process (torchrun ranks claim the same
+    folder at once)."""
+    return rel == MARKER or rel.startswith(f".{MARKER}.")
+
+
 def _write_marker(folder: Path, kind: str, **extra: Any) -> None:
     body = {"kind": kind, "tool": "cifake-hub", "version": __version__, **extra}
     atomic_write_text(folder / MARKER, json.dumps(body, indent=1, sort_keys=True) + "\n")
@@ -155,8 +161,7 @@ def _refuse_foreign(folder: Path, kind: str, what: str) -> None:
         )
     marker = read_marker(folder)
     if marker is None:
-        # A marker being written by a parallel process (torchrun ranks) does not count.
-        if any(not p.name.startswith(f".{MARKER}.") for p in folder.iterdir()):
+        if any(not _is_marker(p.name) for p in folder.iterdir()):
             raise OutputFolderError(
                 f"{what} {folder} is not empty and was not written by cifake-hub (it has no "
                 f"{MARKER}); give a new or empty folder"
@@ -187,7 +192,7 @@ def check_replaceable(
     listed = set(marker.get("files", ()))
     for file in sorted(folder.rglob("*")):
         rel = file.relative_to(folder).as_posix()
-        if file.is_dir() or rel == MARKER or rel in listed or rel.split("/")[0] in keep:
+        if file.is_dir() or rel in listed or rel.split("/")[0] in keep or _is_marker(rel):
             continue
         raise OutputFolderError(
             f"{file} was not written by cifake-hub; move it out of {folder} before replacing "

@@ -303,3 +303,16 @@ def test_every_command_refuses_a_folder_it_did_not_write(small_cifake, small_run
     res = _cli("card", "dataset", str(foreign))
     assert res.returncode == 1 and "not a dataset folder written by cifake-hub" in res.stderr
     assert snapshot(mine) == before and (run / "gradcam" / "mine.txt").read_text() == "x"
+
+
+def test_a_marker_being_written_by_another_rank_is_not_a_foreign_file(tmp_path):
+    """torchrun ranks claim one build folder at once: one rank's half-written marker
+    (written to a temporary name, then renamed) must not make the other refuse it."""
+    from cifake_hub.outputs import check_replaceable
+
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / f".{MARKER}.4242.tmp").write_text("{")
+    assert claim(fresh, "dataset") == fresh
+    (fresh / f".{MARKER}.4343.tmp").write_text("{")
+    assert check_replaceable(fresh, "dataset", overwrite=False, keep=(".work",)) == fresh
