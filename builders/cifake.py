@@ -10,6 +10,7 @@ processes gives the same dataset as one.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,9 +75,13 @@ def assemble(
     more files (the configs) into the new folder before the swap.
     """
     dataset = DatasetFolder(config.out)
-    # Constructed for its split and example generators only: nothing is prepared or cached.
-    builder = CifakeBuilder(cache_dir=str(dataset.work_dir / "builder"), build_config=config)
-    with DatasetFolderWriter(dataset.path, overwrite=overwrite, keep=(dataset.WORK,)) as writer:
+    with (
+        # The builder is used for its split and example generators only; datasets still puts
+        # a lock file into its cache folder, which must not end up among the checkpoints.
+        tempfile.TemporaryDirectory(prefix="cifake-builder-") as cache,
+        DatasetFolderWriter(dataset.path, overwrite=overwrite, keep=(dataset.WORK,)) as writer,
+    ):
+        builder = CifakeBuilder(cache_dir=cache, build_config=config)
         for split in builder._split_generators(None):
             for _, row in builder._generate_examples(**split.gen_kwargs):
                 writer.add(split.name, row)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 TEMPLATES = Path(__file__).parent
 
@@ -24,6 +25,17 @@ CITATIONS = """\
   year    = {2024},
   doi     = {10.1109/ACCESS.2024.3356122}
 }"""
+
+
+def fmt_pct(value: float | None) -> str:
+    """A share as a percentage with two decimals; "n/a" where it is undefined."""
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def fmt_interval(entry: dict[str, Any]) -> str:
+    """``{"mean": m, "interval": [low, high]}`` as ``m [low, high]``."""
+    low, high = entry["interval"]
+    return f"{entry['mean']:.3f} [{low:.3f}, {high:.3f}]"
 
 
 def size_category(n: int) -> str:

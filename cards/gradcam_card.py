@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cifake_hub.cards.common import TEMPLATES
+from cifake_hub.cards.common import TEMPLATES, fmt_interval
 from cifake_hub.training.run_folder import GradcamSummary, RunFolder
 
 from cifake_hub.errors import CifakeError
@@ -89,10 +89,6 @@ def _claim(claim: dict[str, Any] | None) -> dict[str, Any] | None:
     if not claim:
         return None
 
-    def show(entry: dict[str, Any]) -> str:
-        low, high = entry["interval"]
-        return f"{entry['mean']:.3f} [{low:.3f}, {high:.3f}]"
-
     names = {
         "area_above_half": "share of pixels above half the maximum",
         "entropy": "normalised entropy of the map",
@@ -101,9 +97,9 @@ def _claim(claim: dict[str, Any] | None) -> dict[str, Any] | None:
     rows = [
         {
             "name": text,
-            "real": show(claim["by_label"][key]["REAL"]),
-            "fake": show(claim["by_label"][key]["FAKE"]),
-            "diff": show(claim["real_minus_fake"][key]),
+            "real": fmt_interval(claim["by_label"][key]["REAL"]),
+            "fake": fmt_interval(claim["by_label"][key]["FAKE"]),
+            "diff": fmt_interval(claim["real_minus_fake"][key]),
         }
         for key, text in names.items()
         if claim.get("by_label")

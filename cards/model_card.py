@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cifake_hub.cards.common import CITATIONS, TEMPLATES, fmt_int
+from cifake_hub.cards.common import CITATIONS, TEMPLATES, fmt_int, fmt_interval, fmt_pct
 from cifake_hub.cards.gradcam_card import METHOD_NAMES, write_gradcam_card
 from cifake_hub.training.run_folder import RunFolder
 from cifake_hub.training.topology import Topology
@@ -167,25 +167,17 @@ def _claim(claim: dict[str, Any] | None) -> dict[str, Any] | None:
     if not claim.get("by_label"):
         return {"images": claim["images"], "verdict": claim["verdict"]}
 
-    def show(entry: dict[str, Any]) -> str:
-        low, high = entry["interval"]
-        return f"{entry['mean']:.3f} [{low:.3f}, {high:.3f}]"
-
     by_label, diff = claim["by_label"], claim["real_minus_fake"]
     return {
         "images": claim["images"],
         "verdict": claim["verdict"],
-        "area_real": show(by_label["area_above_half"]["REAL"]),
-        "area_fake": show(by_label["area_above_half"]["FAKE"]),
-        "area_diff": show(diff["area_above_half"]),
-        "entropy_real": show(by_label["entropy"]["REAL"]),
-        "entropy_fake": show(by_label["entropy"]["FAKE"]),
-        "entropy_diff": show(diff["entropy"]),
+        "area_real": fmt_interval(by_label["area_above_half"]["REAL"]),
+        "area_fake": fmt_interval(by_label["area_above_half"]["FAKE"]),
+        "area_diff": fmt_interval(diff["area_above_half"]),
+        "entropy_real": fmt_interval(by_label["entropy"]["REAL"]),
+        "entropy_fake": fmt_interval(by_label["entropy"]["FAKE"]),
+        "entropy_diff": fmt_interval(diff["entropy"]),
     }
-
-
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.2f}%"
 
 
 def _evaluation(report: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -200,12 +192,12 @@ def _evaluation(report: dict[str, Any] | None) -> dict[str, Any] | None:
             {
                 "name": name,
                 "definition": c["definition"],
-                "accuracy": _pct(m["accuracy"]),
-                "interval": "" if low is None else f"{_pct(low)}-{_pct(high)}",
+                "accuracy": fmt_pct(m["accuracy"]),
+                "interval": "" if low is None else f"{fmt_pct(low)}-{fmt_pct(high)}",
                 "auc": "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.4f}",
-                "drop": "" if name == "clean" else _pct(c["drop"]["accuracy"]),
-                "recall_real": _pct(m["recall_real"]),
-                "recall_fake": _pct(m["recall_fake"]),
+                "drop": "" if name == "clean" else fmt_pct(c["drop"]["accuracy"]),
+                "recall_real": fmt_pct(m["recall_real"]),
+                "recall_fake": fmt_pct(m["recall_fake"]),
             }
         )
     cal = report["calibration"]
@@ -220,9 +212,9 @@ def _evaluation(report: dict[str, Any] | None) -> dict[str, Any] | None:
         "temperature": f"{cal['temperature']:.3f}" if "after" in cal else None,
         "ece_after": f"{cal['after']['ece']:.4f}" if "after" in cal else None,
         "threshold": f"{cal.get('threshold', 0.5):.3f}",
-        "accuracy_at_threshold": _pct(cal.get("accuracy_at_threshold")),
+        "accuracy_at_threshold": fmt_pct(cal.get("accuracy_at_threshold")),
         "leaked": f"{report['leakage']['rows_also_in_train']:,}",
-        "clean_without_leaked": _pct(without["accuracy"]) if without else None,
+        "clean_without_leaked": fmt_pct(without["accuracy"]) if without else None,
     }
 
 

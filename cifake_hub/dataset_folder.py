@@ -66,6 +66,7 @@ class DatasetFolder(OutputFolder):
         return self.card.exists() and bool(self.shards())
 
     def require(self) -> DatasetFolder:
+        """This folder, when it is a dataset folder; one error line otherwise."""
         if not self.exists():
             raise DatasetFolderError(
                 f"{self.path} is not a dataset folder ({self.CARD} and {self.DATA}/*.parquet); "

@@ -72,11 +72,6 @@ def read_marker(folder: Path) -> dict[str, Any] | None:
     return marker if isinstance(marker, dict) and "kind" in marker else None
 
 
-def is_output(folder: Path, kind: str) -> bool:
-    marker = read_marker(folder)
-    return marker is not None and marker["kind"] == kind
-
-
 def require_output(folder: str | Path, kind: str, what: str) -> Path:
     """``folder`` when it is a ``kind`` output folder of ours; refuses to write into any other."""
     folder = Path(folder)

@@ -19,7 +19,7 @@ import numpy as np
 
 from cifake_hub.config import Config, option
 from cifake_hub.errors import CifakeError, ConfigError, InvalidImageError
-from cifake_hub.outputs import atomic_write_text
+from cifake_hub.outputs import Replacement, atomic_write_text, check_replaceable
 from cifake_hub.schema import IMAGE_SIZE, LABEL_NAMES
 from cifake_hub.training.models import load_model, resolve_model
 
@@ -135,8 +135,6 @@ class PredictOutcome:
 def predict_paths(paths: Iterable[str | Path], config: PredictConfig) -> PredictOutcome:
     """``cifake predict``: every file found gets a row (with its error when unreadable);
     Grad-CAM overlays replace ``config.gradcam`` (an output folder, see cifake_hub.outputs)."""
-    from cifake_hub.outputs import Replacement, check_replaceable
-
     out = check_output(config.output)
     gradcam_dir = config.gradcam
     if gradcam_dir is not None:

@@ -32,3 +32,16 @@ def test_debug_variable_shows_traceback(tmp_path):
     )
     assert plain.returncode == 1 and "Traceback" not in plain.stderr
     assert debug.returncode == 1 and "Traceback" in debug.stderr and "SourceError" in debug.stderr
+
+
+def test_only_the_given_command_imports_its_stage():
+    code = (
+        "import sys; from cifake_hub.cli.main import build_parser;"
+        "build_parser().format_help();"
+        "stages = {'numpy', 'PIL', 'cifake_hub.builders.units', 'cifake_hub.evaluate.run'};"
+        "print(sorted(stages & set(sys.modules)));"
+        "build_parser('build').parse_args(['build', '--out', 'x']);"
+        "print('cifake_hub.builders.units' in sys.modules)"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.split() == ["[]", "True"]

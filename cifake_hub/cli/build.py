@@ -11,21 +11,25 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cifake_hub.builders.generate import GeneratorConfig
-from cifake_hub.builders.units import BuildConfig
 from cifake_hub.cli.options import (
     add_command,
     config_from_args,
 )
 
+NAME = "build"
+
 
 def register(sub: Any) -> None:
-    add_command(sub, "build", __doc__, run, BuildConfig, GeneratorConfig, overwrite=True)
+    from cifake_hub.builders.generate import GeneratorConfig
+    from cifake_hub.builders.units import BuildConfig
+
+    add_command(sub, NAME, __doc__, run, BuildConfig, GeneratorConfig, overwrite=True)
 
 
 def run(args: argparse.Namespace) -> int:
     from cifake_hub.builders.cifake import build_dataset
-    from cifake_hub.builders.units import shard_images
+    from cifake_hub.builders.generate import GeneratorConfig
+    from cifake_hub.builders.units import BuildConfig, shard_images
     from cifake_hub.progress import console, progress_bar
 
     config = config_from_args(BuildConfig, args)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+NAME = "card"
+HELP = "render the dataset card or the model card (README.md)"
+
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("card", help="render the dataset card or the model card (README.md)")
+    p = sub.add_parser(NAME, help=HELP)
     kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
     d = kinds.add_parser("dataset", help="write DIR/README.md, keeping the YAML load_dataset needs")
     d.add_argument("dir", help="dataset folder")

@@ -8,16 +8,19 @@ import argparse
 from typing import Any
 
 from cifake_hub.cli.options import add_command, config_from_args
-from cifake_hub.demo import JobConfig
+
+NAME = "demo"
 
 
 def register(sub: Any) -> None:
-    p = add_command(sub, "demo", __doc__, run, JobConfig)
+    from cifake_hub.demo import JobConfig
+
+    p = add_command(sub, NAME, __doc__, run, JobConfig)
     p.add_argument("--out", default="cifake-demo", help="output folder (default: ./cifake-demo)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from cifake_hub.demo import run_job
+    from cifake_hub.demo import JobConfig, run_job
     from cifake_hub.hub.publish import configure_endpoint
     from cifake_hub.progress import console
 

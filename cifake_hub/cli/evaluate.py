@@ -13,11 +13,14 @@ import argparse
 from typing import Any
 
 from cifake_hub.cli.options import add_command, config_from_args
-from cifake_hub.evaluate.run import EvaluateConfig
+
+NAME = "evaluate"
 
 
 def register(sub: Any) -> None:
-    p = add_command(sub, "evaluate", __doc__, run, EvaluateConfig)
+    from cifake_hub.evaluate.run import EvaluateConfig
+
+    p = add_command(sub, NAME, __doc__, run, EvaluateConfig)
     p.add_argument("model", help="run folder, .keras file or Hub model repo id")
     p.add_argument("--out", default=None, help="output folder (default: RUN_DIR/evaluation)")
 
@@ -25,7 +28,8 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from cifake_hub.evaluate.run import evaluate_model
+    from cifake_hub.cards.common import fmt_pct
+    from cifake_hub.evaluate.run import EvaluateConfig, evaluate_model
     from cifake_hub.progress import console
 
     config = config_from_args(EvaluateConfig, args)
@@ -39,11 +43,11 @@ def run(args: argparse.Namespace) -> int:
         m, interval = c["metrics"], c.get("interval_95", {}).get("accuracy", [None, None])
         table.add_row(
             name,
-            _pct(m["accuracy"]),
-            "" if interval[0] is None else f"{_pct(interval[0])}-{_pct(interval[1])}",
+            fmt_pct(m["accuracy"]),
+            "" if interval[0] is None else f"{fmt_pct(interval[0])}-{fmt_pct(interval[1])}",
             "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.4f}",
-            _pct(c["drop"]["accuracy"]),
-            _pct(m["recall_real"]),
+            fmt_pct(c["drop"]["accuracy"]),
+            fmt_pct(m["recall_real"]),
         )
     console.print(table)
     cal = report["calibration"]
@@ -52,14 +56,10 @@ def run(args: argparse.Namespace) -> int:
         line += (
             f"; temperature {cal['temperature']:.3f}: ECE {cal['after']['ece']:.4f}; "
             f"threshold {cal['threshold']:.3f} (validation): accuracy "
-            f"{_pct(cal['accuracy_at_threshold'])}"
+            f"{fmt_pct(cal['accuracy_at_threshold'])}"
         )
     console.print(line)
     leak = report["leakage"]
     console.print(f"test rows also in train (exact pixels): {leak['rows_also_in_train']:,}")
     console.print(f"evaluation: {result.out}")
     return 0
-
-
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.2f}%"

@@ -11,16 +11,19 @@ from pathlib import Path
 from typing import Any
 
 from cifake_hub.cli.options import add_command, config_from_args
-from cifake_hub.explain.run import ExplainConfig
+
+NAME = "explain"
 
 
 def register(sub: Any) -> None:
-    p = add_command(sub, "explain", __doc__, run, ExplainConfig)
+    from cifake_hub.explain.run import ExplainConfig
+
+    p = add_command(sub, NAME, __doc__, run, ExplainConfig)
     p.add_argument("run_dir", help="a run folder made by `cifake search`")
 
 
 def run(args: argparse.Namespace) -> int:
-    from cifake_hub.explain.run import explain_run
+    from cifake_hub.explain.run import ExplainConfig, explain_run
     from cifake_hub.progress import console
 
     run_dir = Path(args.run_dir)

@@ -14,19 +14,22 @@ from typing import Any
 
 from rich.table import Table
 
-from cifake_hub.builders.kaggle import ImportConfig
 from cifake_hub.cli.options import (
     add_command,
     config_from_args,
 )
 
+NAME = "import-kaggle"
+
 
 def register(sub: Any) -> None:
-    add_command(sub, "import-kaggle", __doc__, run, ImportConfig, overwrite=True)
+    from cifake_hub.builders.kaggle import ImportConfig
+
+    add_command(sub, NAME, __doc__, run, ImportConfig, overwrite=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    from cifake_hub.builders.kaggle import import_kaggle, scan
+    from cifake_hub.builders.kaggle import ImportConfig, import_kaggle, scan
     from cifake_hub.progress import console, progress_bar
 
     config = config_from_args(ImportConfig, args)

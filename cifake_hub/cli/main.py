@@ -1,4 +1,5 @@
-"""The ``cifake`` command. Subcommands live in their own modules and import heavy
+"""The ``cifake`` command. Subcommands live in their own modules; only the command given
+gets its options built (which imports its config's module), and stages import heavy
 libraries only when they run, so ``cifake --help`` answers at once."""
 
 from __future__ import annotations
@@ -20,13 +21,16 @@ from cifake_hub.cli import (
     publish,
     search,
 )
+from cifake_hub.cli.options import summary
 from cifake_hub.errors import CifakeError
 
 COMMANDS = (demo, import_kaggle, build, search, evaluate, explain, card, publish, predict)
 DEBUG_VARIABLE = "CIFAKE_DEBUG"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s options are built (its config modules are imported),
+    the other commands are listed with their help, so ``cifake --help`` stays instant."""
     parser = argparse.ArgumentParser(
         prog="cifake",
         description="Build, train, explain and publish CIFAKE-style real-vs-fake datasets.",
@@ -34,8 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in COMMANDS:
-        command.register(sub)
+    for module in COMMANDS:
+        if command == module.NAME:
+            module.register(sub)
+        else:
+            sub.add_parser(
+                module.NAME, help=getattr(module, "HELP", None) or summary(module.__doc__)
+            )
     return parser
 
 
@@ -54,7 +63,9 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command).parse_args(argv)
     return run_command(args)
 
 

@@ -27,6 +27,12 @@ def _base_type(annotation: Any) -> tuple[Any, bool]:
     return annotation, False
 
 
+def summary(doc: str | None) -> str:
+    """A CLI module docstring's first paragraph without the usage in double backquotes."""
+    first = (doc or "").strip().partition("\n\n")[0]
+    return " ".join(re.sub(r"^.*?``\)?:\s+", "", first, count=1, flags=re.S).split())
+
+
 def add_command(
     sub: Any,
     name: str,
@@ -38,10 +44,11 @@ def add_command(
     """The subcommand ``name`` that calls ``run``, with the options of ``configs`` (and
     ``--overwrite``), documented by its module's docstring: the first paragraph (after the
     usage in double backquotes) is the one-line help, the rest the description."""
-    summary, _, rest = (doc or "").strip().partition("\n\n")
-    summary = " ".join(re.sub(r"^``[^`]*``:\s*", "", summary).split())
-    description = " ".join(rest.split()) or summary
-    parser: argparse.ArgumentParser = sub.add_parser(name, help=summary, description=description)
+    _, _, rest = (doc or "").strip().partition("\n\n")
+    description = " ".join(rest.split()) or summary(doc)
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=summary(doc), description=description
+    )
     parser.set_defaults(func=run)
     for cls in configs:
         add_config_options(parser, cls)

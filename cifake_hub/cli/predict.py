@@ -8,18 +8,21 @@ import argparse
 from typing import Any
 
 from cifake_hub.cli.options import add_command, config_from_args
-from cifake_hub.predict import PredictConfig
+
+NAME = "predict"
 
 
 def register(sub: Any) -> None:
-    p = add_command(sub, "predict", __doc__, run, PredictConfig)
+    from cifake_hub.predict import PredictConfig
+
+    p = add_command(sub, NAME, __doc__, run, PredictConfig)
     p.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
 
 
 def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from cifake_hub.predict import RESIZE_NOTE, predict_paths
+    from cifake_hub.predict import RESIZE_NOTE, PredictConfig, predict_paths
     from cifake_hub.progress import console
 
     with console.status("predicting"):

@@ -9,6 +9,7 @@ from typing import Any
 
 from cifake_hub.cli.options import add_config_options, config_from_args
 
+NAME = "publish"
 HELP = "publish the dataset (and a run's model) to the Hub, then verify them"
 
 
@@ -28,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: Any) -> None:
-    add_arguments(sub.add_parser("publish", help=HELP))
+    add_arguments(sub.add_parser(NAME, help=HELP))
 
 
 def run(args: argparse.Namespace) -> int:

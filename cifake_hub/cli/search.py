@@ -13,11 +13,14 @@ import argparse
 from typing import Any
 
 from cifake_hub.cli.options import add_command, config_from_args
-from cifake_hub.training.search import SearchConfig
+
+NAME = "search"
 
 
 def register(sub: Any) -> None:
-    p = add_command(sub, "search", __doc__, run, SearchConfig)
+    from cifake_hub.training.search import SearchConfig
+
+    p = add_command(sub, NAME, __doc__, run, SearchConfig)
     p.add_argument("dataset", help="dataset folder or Hub dataset id")
     p.add_argument("--out", required=True, help="run folder (created; resumed if it exists)")
 
@@ -27,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.progress import Progress as RichProgress
 
     from cifake_hub.progress import console
-    from cifake_hub.training.search import Progress, run_search
+    from cifake_hub.training.search import Progress, SearchConfig, run_search
 
     config = config_from_args(SearchConfig, args)
     bars = RichProgress(

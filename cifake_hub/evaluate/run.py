@@ -77,9 +77,9 @@ def label_metrics(y: np.ndarray, prob: np.ndarray) -> dict[str, Any]:
     from cifake_hub.training.metrics import binary_metrics
 
     m = binary_metrics(y, prob)
-    negatives = m["tn"] + m["fp"]
+    negatives, positives = m["tn"] + m["fp"], m["tp"] + m["fn"]
     m["recall_fake"] = m["tn"] / negatives if negatives else None
-    m["recall_real"] = m["recall"]
+    m["recall_real"] = m["recall"] if positives else None
     return m
 
 
@@ -123,7 +123,8 @@ def evaluate_model(
             raise ConfigError(f"give --out: {model_spec} is not a run folder to write into")
         out = run.path / RunFolder.EVALUATION
     target = output_path(out)
-    dataset = config.dataset or (run.config().get("dataset") if run and run.exists() else None)
+    settings = run.config() if run and run.exists() else {}  # the run's search settings
+    dataset = config.dataset or settings.get("dataset")
     if not dataset:
         raise ConfigError("give --dataset: the model does not say which dataset it was made on")
     model = load_model(resolve_model(model_spec))
@@ -131,7 +132,6 @@ def evaluate_model(
     clock = {"start": time.perf_counter()}
     say("decoding the dataset")
     splits = load_splits(dataset)
-    settings = run.config() if run and run.exists() else {}
     held = None  # the run's validation slice of train: rows the model was not trained on
     if "train" in splits:
         train = splits["train"].with_format("numpy")
@@ -311,26 +311,14 @@ def _calibration(
 
 
 def _per_class(y: np.ndarray, category: np.ndarray, prob: np.ndarray) -> dict[str, Any]:
-    from cifake_hub.training.metrics import binary_metrics
-
     out = {}
     for c, name in enumerate(CLASS_NAMES):
         mask = category == c
-        if not mask.any():
-            continue
-        m = binary_metrics(y[mask], prob[mask])
-        pred = prob[mask] >= 0.5
-        out[name] = {
-            "rows": int(mask.sum()),
-            "accuracy": m["accuracy"],
-            "roc_auc": m["roc_auc"],
-            **{
-                f"recall_{LABEL_NAMES[v].lower()}": (
-                    float(np.mean(pred[y[mask] == v] == (v == 1))) if (y[mask] == v).any() else None
-                )
-                for v in (0, 1)
-            },
-        }
+        if mask.any():
+            m = label_metrics(y[mask], prob[mask])
+            out[name] = {"rows": int(mask.sum())} | {
+                k: m[k] for k in ("accuracy", "roc_auc", "recall_fake", "recall_real")
+            }
     return out
 
 

@@ -129,7 +129,7 @@ def explain_run(run_dir: str | Path, config: ExplainConfig) -> GradcamSummary:
         faithfulness = deletion_test(
             model, arrays.x, fraction=config.deletion_fraction, seed=config.seed
         )
-        sanity = _sanity(model, arrays.x, config, result.layer, out) if config.sanity else None
+        sanity = _sanity(model, arrays, config, result.layer, out) if config.sanity else None
         claim = paper_claim(
             result.heatmaps, arrays.y, result.probability, arrays.category, seed=config.seed
         )
@@ -151,15 +151,17 @@ def explain_run(run_dir: str | Path, config: ExplainConfig) -> GradcamSummary:
 
 
 def _sanity(
-    model: Any, x: np.ndarray, config: ExplainConfig, layer: str, out: Path
+    model: Any, arrays: Any, config: ExplainConfig, layer: str, out: Path
 ) -> dict[str, Any]:
     """The cascading randomisation check of the chosen method and of the edge baseline, on
-    the explained images (at most 100), with its plot."""
+    at most 100 of the explained images (stratified by label and class), with its plot."""
     from cifake_hub.explain.gradcam import gradcam
     from cifake_hub.explain.render import sanity_plot
     from cifake_hub.explain.sanity import PASS_BELOW, cascading_randomisation, edge_map
+    from cifake_hub.training.data import stratified_subset
 
-    sample = x[:100]
+    # The explained rows come in dataset order (often one label, then the other).
+    sample = arrays.x[stratified_subset(arrays.y, arrays.category, 100, seed=config.seed)]
 
     def maps(m: Any, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
         return gradcam(m, images, layer=layer, explain=labels, method=config.method).heatmaps

@@ -85,14 +85,9 @@ class PublishConfig(Config):
             value = getattr(self, name)
             if value is not None:
                 _check_repo_id(name.replace("_", "-"), value)
-        if not DatasetFolder(self.dataset).exists():
-            raise ConfigError(
-                f"{self.dataset} is not a dataset folder ({DatasetFolder.CARD} and "
-                f"{DatasetFolder.DATA}/*.parquet); make one with `cifake import-kaggle` or "
-                "`cifake build`"
-            )
-        if self.run is not None and not RunFolder(self.run).model.exists():
-            raise ConfigError(f"{self.run} has no {RunFolder.MODEL}; finish `cifake search` first")
+        DatasetFolder(self.dataset).require()
+        if self.run is not None:
+            RunFolder(self.run).require_model()
 
     @property
     def hub(self) -> str:
