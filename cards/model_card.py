@@ -3,12 +3,13 @@ tables and plots, Grad-CAM gallery and faithfulness, usage, limitations, citatio
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from cifake_hub.cards.common import CITATIONS, TEMPLATES, fmt_int, fmt_interval, fmt_pct
 from cifake_hub.cards.gradcam_card import METHOD_NAMES, write_gradcam_card
-from cifake_hub.training.run_folder import RunFolder
+from cifake_hub.training.run_folder import RecipeResult, RunFolder
 from cifake_hub.training.topology import Topology
 
 from cifake_hub.outputs import atomic_write_text
@@ -50,22 +51,21 @@ def render_model_card(
     dataset_repo: str | None = None,
     endpoint: str = "https://huggingface.co",
 ) -> Any:
-    from cifake_hub.training.report import TABLES, heatmap_path
+    """The card of a search run or of a recipe run (`cifake train`)."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     run = RunFolder(run_dir)
     config = run.config()
     test = run.test_results()
-    results = run.results()
-    best = run.best()
+    model = _recipe_model(run, config) if run.recipe_result_path.exists() else _search_model(run)
     if test.final is not None:
         metrics, split = test.final.metrics, "test"
         eval_note = f"Scored once on the test split, after selection. {test.selection_sentence}"
     else:
-        metrics, split = best.selected, best.selected_on
+        metrics, split = model["selected"], model["selected_on"]
         eval_note = (
             f"The dataset has no test split: these are {split} numbers of the selected "
-            "model, so they are optimistic."
+            "model, so they are slightly optimistic."
         )
     # A local folder is named by its last part: a card must not leak local paths.
     dataset_name = dataset_repo or Path(config.get("dataset") or "cifake").name
@@ -111,41 +111,79 @@ def render_model_card(
         }
     evaluation = _evaluation(run.evaluation())
     eval_results += _condition_results(run.evaluation(), dataset_name)
-    stage2 = [r for r in results if r.stage == 2]
-    heatmaps = [
-        heatmap_path(run, spec).relative_to(run.path).as_posix()
-        for spec in TABLES
-        if heatmap_path(run, spec).exists()
-    ]
-    topology = Topology.parse(best.topology)
     return ModelCard.from_template(
         card_data,
         template_path=str(TEMPLATE),
-        title=f"CIFAKE detector: {best.topology}",
         dataset_repo=dataset_repo,
         dataset_url=f"{endpoint}/datasets/{dataset_repo}" if dataset_repo else None,
         eval_note=eval_note,
         eval_split=split,
         m={k: _fmt_metric(k, metrics[k]) for k in (*CARD_METRICS, "average_precision", "loss")},
-        topology=best.topology,
-        description=_describe(topology),
-        params=fmt_int(best.params),
-        settings=[(k, "all rows" if config.get(k) is None else config.get(k)) for k in _SETTINGS]
-        + [
-            ("epochs run (early stopping)", best.epochs_run),
-            ("training time", f"{best.train_seconds:.0f} s"),
-        ],
-        n_trained=len(results),
-        extractor=(f"conv={stage2[0].conv_filters}x{stage2[0].conv_layers}" if stage2 else ""),
-        selection_split=best.selected_on,
-        tables=(run.tables_dir / RunFolder.TABLES_MD).read_text(),
-        heatmaps=heatmaps,
         gradcam=gradcam,
         evaluation=evaluation,
         repo_id=repo_id or "NAMESPACE/MODEL",
         selection_warning=test.selection_sentence,
         citations=CITATIONS,
+        **model,
     )
+
+
+def _search_model(run: RunFolder) -> dict[str, Any]:
+    """The card's model part for a `cifake search` run: the topology and the search."""
+    from cifake_hub.training.report import TABLES, heatmap_path
+
+    config = run.config()
+    results = run.results()
+    best = run.best()
+    stage2 = [r for r in results if r.stage == 2]
+    return {
+        "title": f"CIFAKE detector: {best.topology}",
+        "selected": best.selected,
+        "selected_on": best.selected_on,
+        "topology": best.topology,
+        "description": _describe(Topology.parse(best.topology)),
+        "params": fmt_int(best.params),
+        "settings": [(k, "all rows" if config.get(k) is None else config.get(k)) for k in _SETTINGS]
+        + [
+            ("epochs run (early stopping)", best.epochs_run),
+            ("training time", f"{best.train_seconds:.0f} s"),
+        ],
+        "search": {
+            "n_trained": len(results),
+            "extractor": f"conv={stage2[0].conv_filters}x{stage2[0].conv_layers}" if stage2 else "",
+            "selection_split": best.selected_on,
+            "tables": (run.tables_dir / RunFolder.TABLES_MD).read_text(),
+            "heatmaps": [
+                heatmap_path(run, spec).relative_to(run.path).as_posix()
+                for spec in TABLES
+                if heatmap_path(run, spec).exists()
+            ],
+        },
+    }
+
+
+def _recipe_model(run: RunFolder, config: dict[str, Any]) -> dict[str, Any]:
+    """The card's model part for a `cifake train` run: the recipe and its cost."""
+    result = RecipeResult.from_dict(json.loads(run.recipe_result_path.read_text()))
+    recipe = dict(config["recipe_data"])
+    skip = ("name", "description")
+    settings = [(k.replace("_", " "), v) for k, v in recipe.items() if k not in skip]
+    settings += [
+        ("validation", f"{config['val_fraction']:.0%} of train, stratified by label and class"),
+        ("train rows", "all" if config.get("max_train") is None else config["max_train"]),
+        ("seed", config["seed"]),
+        ("epoch kept (lowest validation loss)", f"{result.best_epoch} of {result.epochs_run}"),
+        ("training time", f"{result.train_seconds:,.0f} s ({result.train_seconds / 3600:.2f} h)"),
+        ("training throughput", f"{result.train_images_per_second:,.0f} images/s"),
+    ]
+    return {
+        "title": f"CIFAKE detector: recipe {result.recipe}",
+        "selected": result.validation,
+        "selected_on": "validation",
+        "recipe": {"name": result.recipe, "description": recipe["description"]},
+        "params": fmt_int(result.params),
+        "settings": settings,
+    }
 
 
 def _sanity(sanity: dict[str, Any] | None) -> dict[str, Any] | None:

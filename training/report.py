@@ -162,9 +162,8 @@ def plot_heatmaps(run: RunFolder, results: list[TopologyResult]) -> list[Path]:
     return paths
 
 
-def plot_curves(run: RunFolder, result: TopologyResult) -> Path:
+def plot_curves(run: RunFolder, hist: dict[str, list[float]], name: str) -> Path:
     plt = pyplot()
-    hist = result.history
     epochs = np.arange(1, len(hist["loss"]) + 1)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
@@ -175,7 +174,7 @@ def plot_curves(run: RunFolder, result: TopologyResult) -> Path:
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle(f"Training curves: {result.topology}")
+    fig.suptitle(f"Training curves: {name}")
     return save_figure(fig, run.plots_dir / "training_curves.png")
 
 
@@ -212,5 +211,5 @@ def write_all(
 ) -> None:
     write_tables(run, results)
     plot_heatmaps(run, results)
-    plot_curves(run, best)
+    plot_curves(run, best.history, best.topology)
     plot_confusion(run, binary_metrics(y_true, prob), split, best.topology)

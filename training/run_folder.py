@@ -92,6 +92,30 @@ def best_of(results: list[TopologyResult]) -> TopologyResult | None:
 
 
 @dataclass
+class RecipeResult:
+    """``recipe_result.json``: the model `cifake train` made by a recipe."""
+
+    recipe: str
+    params: int
+    train_seconds: float
+    epochs_run: int
+    best_epoch: int  # the epoch kept (lowest validation loss), 1-based
+    train_images: int
+    validation_images: int
+    train_images_per_second: float
+    epoch_seconds: list[float]
+    history: dict[str, list[float]]
+    validation: Metrics
+
+    def to_dict(self) -> dict[str, Any]:
+        return _record(self)
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> RecipeResult:
+        return _from_record(cls, record)
+
+
+@dataclass
 class ScoredModel:
     topology: str
     metrics: Metrics
@@ -158,6 +182,12 @@ class RunFolder(OutputFolder):
     EVALUATION: ClassVar[str] = "evaluation"  # `cifake evaluate`
     CARD: ClassVar[str] = "README.md"
     TUNER: ClassVar[str] = "tuner"  # KerasTuner's oracle state (what makes a search resumable)
+    # `cifake train`: the recipe run's result, and its per-epoch resume point.
+    RECIPE_RESULT: ClassVar[str] = "recipe_result.json"
+    CHECKPOINTS: ClassVar[str] = "checkpoints"
+    LAST: ClassVar[str] = "last.keras"
+    STATE: ClassVar[str] = "state.json"
+    BEST: ClassVar[str] = "best.keras"
     # Inside tables/, plots/ and gradcam/.
     TABLES_MD: ClassVar[str] = "tables.md"
     GRADCAM_KIND: ClassVar[str] = "gradcam"
@@ -212,6 +242,26 @@ class RunFolder(OutputFolder):
     @property
     def tuner_dir(self) -> Path:
         return self.path / self.TUNER
+
+    @property
+    def recipe_result_path(self) -> Path:
+        return self.path / self.RECIPE_RESULT
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / self.CHECKPOINTS
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.checkpoints_dir / self.LAST
+
+    @property
+    def train_state_path(self) -> Path:
+        return self.checkpoints_dir / self.STATE
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.models_dir / self.BEST
 
     @property
     def figure6(self) -> Path:

@@ -20,11 +20,12 @@ from cifake_hub.cli import (
     predict,
     publish,
     search,
+    train,
 )
 from cifake_hub.cli.options import summary
 from cifake_hub.errors import CifakeError
 
-COMMANDS = (demo, import_kaggle, build, search, evaluate, explain, card, publish, predict)
+COMMANDS = (demo, import_kaggle, build, search, train, evaluate, explain, card, publish, predict)
 DEBUG_VARIABLE = "CIFAKE_DEBUG"
 
 

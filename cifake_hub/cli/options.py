@@ -69,7 +69,9 @@ def add_config_options(
         kind, _ = _base_type(hints[f.name])
         required = f.default is dataclasses.MISSING
         help_text = meta["help"]
-        if not required and f.default not in (None, False, True, ""):
+        if not required and not (
+            f.default is None or isinstance(f.default, bool) or f.default == ""
+        ):
             help_text += f" (default: {f.default})"
         if meta["positional"]:
             parser.add_argument(f.name, type=kind, help=help_text, metavar=meta["metavar"])

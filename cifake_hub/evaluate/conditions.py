@@ -17,15 +17,13 @@ Each condition maps a batch of decoded 32x32 RGB uint8 images to degraded uint8 
 from __future__ import annotations
 
 import importlib
-import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import simplejpeg
-from PIL import Image, ImageFilter
 
+from cifake_hub import degrade
 from cifake_hub.errors import ConfigError
 from cifake_hub.schema import IMAGE_SIZE
 
@@ -56,50 +54,21 @@ class Condition:
     apply: Transform
 
 
-def _per_image(fn: Callable[[Image.Image], Image.Image]) -> Transform:
+def _per_image(fn: Callable[[np.ndarray], np.ndarray]) -> Transform:
     def run(images: np.ndarray, rows: np.ndarray) -> np.ndarray:
         out = np.empty_like(images)
         for i, pixels in enumerate(images):
-            out[i] = np.asarray(fn(Image.fromarray(pixels)).convert("RGB"))
+            out[i] = fn(pixels)
         return out
 
     return run
-
-
-def _jpeg(quality: int) -> Transform:
-    def run(images: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        out = np.empty_like(images)
-        for i, pixels in enumerate(images):
-            buf = io.BytesIO()
-            Image.fromarray(pixels).save(buf, format="JPEG", quality=quality, subsampling="4:2:0")
-            # libjpeg-turbo's decode with Pillow's settings (accurate IDCT, fancy upsampling)
-            # gives Pillow's pixels (tested) in a fifth of the time.
-            out[i] = simplejpeg.decode_jpeg(
-                buf.getvalue(), colorspace="RGB", fastdct=False, fastupsample=False
-            )
-        return out
-
-    return run
-
-
-def _blur(radius: float) -> Transform:
-    return _per_image(lambda image: image.filter(ImageFilter.GaussianBlur(radius)))
-
-
-def _resize(size: int) -> Transform:
-    bilinear = Image.Resampling.BILINEAR
-    return _per_image(
-        lambda image: image.resize((size, size), bilinear).resize(
-            (IMAGE_SIZE, IMAGE_SIZE), bilinear
-        )
-    )
 
 
 def _noise(std: float, seed: int) -> Transform:
     def run(images: np.ndarray, rows: np.ndarray) -> np.ndarray:
         out = np.empty_like(images)
         for start in range(0, len(images), 1024):
-            noise = np.stack(
+            normals = np.stack(
                 [
                     np.random.default_rng([seed, int(r)]).standard_normal(
                         images.shape[1:], dtype=np.float32
@@ -107,8 +76,9 @@ def _noise(std: float, seed: int) -> Transform:
                     for r in rows[start : start + 1024]
                 ]
             )
-            chunk = images[start : start + 1024] + np.float32(std) * noise
-            out[start : start + 1024] = np.clip(np.rint(chunk), 0, 255)
+            out[start : start + 1024] = degrade.add_noise(
+                images[start : start + 1024], std, normals
+            )
         return out
 
     return run
@@ -144,11 +114,15 @@ def parse_condition(spec: str, seed: int = 0) -> Condition:
             kind,
             number,
             f"Pillow JPEG round trip, quality={int(number)}, default tables, 4:2:0 subsampling",
-            _jpeg(int(number)),
+            _per_image(lambda x: degrade.jpeg(x, int(number))),
         )
     if kind == "blur":
         return Condition(
-            spec, kind, number, f"Pillow ImageFilter.GaussianBlur({number:g})", _blur(number)
+            spec,
+            kind,
+            number,
+            f"Pillow ImageFilter.GaussianBlur({number:g})",
+            _per_image(lambda x: degrade.blur(x, number)),
         )
     if kind == "resize":
         return Condition(
@@ -156,7 +130,7 @@ def parse_condition(spec: str, seed: int = 0) -> Condition:
             kind,
             number,
             f"Pillow bilinear resize to {int(number)}x{int(number)} and back to 32x32",
-            _resize(int(number)),
+            _per_image(lambda x: degrade.down_up(x, int(number))),
         )
     return Condition(
         spec,

@@ -1,0 +1,87 @@
+"""``cifake train DATASET --out RUN_DIR --recipe NAME``: train one detector by a recipe
+(architecture, optimizer, schedule, augmentation as data; `--list-recipes` shows them).
+
+The paper's 36-topology grid is `cifake search`; a recipe trains one model into the same
+kind of run folder (validation slice of train, model.keras, test scored once), so explain,
+evaluate, cards, predict and publish work on it unchanged. A stopped run resumes from its
+last finished epoch when run again with the same options.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from cifake_hub.cli.options import add_command, config_from_args
+
+NAME = "train"
+
+
+def register(sub: Any) -> None:
+    from cifake_hub.training.train import TrainConfig
+
+    p = add_command(sub, NAME, __doc__, run, TrainConfig)
+    p.add_argument("dataset", nargs="?", help="dataset folder or Hub dataset id")
+    p.add_argument("--out", help="run folder (created; resumed if it exists)")
+    p.add_argument(
+        "--list-recipes", action="store_true", help="list the recipes and their settings, then exit"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress as RichProgress
+
+    from cifake_hub.errors import ConfigError
+    from cifake_hub.progress import console
+    from cifake_hub.training.search import Progress
+    from cifake_hub.training.train import TrainConfig, recipe_table, run_training
+
+    if args.list_recipes:
+        print(recipe_table())
+        return 0
+    if not args.dataset or not args.out:
+        raise ConfigError("give DATASET and --out RUN_DIR (or --list-recipes)")
+    config = config_from_args(TrainConfig, args)
+    bars = RichProgress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    )
+    log = console.print
+
+    class Display(Progress):
+        def __init__(self) -> None:
+            self.epochs = bars.add_task("epochs", total=None, info="")
+
+        def topology_started(self, topology: Any, index: int, total: int, epochs: int) -> None:
+            bars.update(self.epochs, description=topology.name, total=epochs)
+
+        def epoch_ended(self, epoch: int, logs: dict[str, float]) -> None:
+            info = (
+                f"loss {logs.get('loss', 0):.3f} acc {logs.get('accuracy', 0):.3f} "
+                f"val_loss {logs.get('val_loss', 0):.3f} val_acc {logs.get('val_accuracy', 0):.3f}"
+            )
+            bars.update(self.epochs, completed=epoch, info=info)
+            if not console.is_terminal:
+                log(f"epoch {epoch}: {info}")
+
+    with bars:
+        outcome = run_training(args.dataset, args.out, config, Display(), on_status=log)
+    result = outcome.result
+    v = result.validation
+    log(
+        f"{result.recipe}: kept epoch {result.best_epoch}/{result.epochs_run}, validation "
+        f"accuracy {v['accuracy']:.2%} AUC {v['roc_auc']:.4f}; "
+        f"{result.train_images_per_second:,.0f} images/s, {result.train_seconds:,.0f} s"
+    )
+    final = outcome.test.final
+    if final is not None:
+        log(f"test: accuracy {final.metrics['accuracy']:.2%} AUC {final.metrics['roc_auc']:.4f}")
+    log(config.selection_note)
+    log(f"run folder: {outcome.run.path}")
+    return 0

@@ -1,0 +1,321 @@
+"""``cifake train``: one model by a recipe (``training/recipes.py``), into a run folder.
+
+The run folder is the search's (``RunFolder``): the same validation slice (a stratified
+share of train, so selection never sees test), ``model.keras``, ``test_results.json`` and
+the same readers downstream. Training is resumable at epoch granularity: after every epoch
+the model with its optimizer state goes to ``checkpoints/last.keras`` and the history to
+``checkpoints/state.json``; a stopped run continues from there when run again with the
+same options. The epoch with the lowest validation loss is kept (``models/best.keras``)
+and becomes ``model.keras`` (without the augmentation layers, which only training needs);
+the test split is scored once, at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from cifake_hub.training.backend import import_keras
+from cifake_hub.training.data import Arrays, prepare
+from cifake_hub.training.recipes import (
+    RECIPES,
+    Recipe,
+    build_recipe_model,
+    compile_recipe_model,
+    get_recipe,
+    inference_copy,
+)
+from cifake_hub.training.run_folder import RecipeResult, RunFolder, ScoredModel, TestResults
+from cifake_hub.training.search import Progress, dataset_id, evaluate, start_run
+
+from cifake_hub.config import Config, option
+from cifake_hub.degrade import random_degradation
+from cifake_hub.errors import ConfigError
+from cifake_hub.outputs import atomic_write_text, json_text
+
+
+@dataclass(frozen=True)
+class TrainConfig(Config):
+    """Settings of one recipe run; the recipe itself is saved with them (``recipe_data``)."""
+
+    recipe: str = option("robust", "training recipe", choices=tuple(sorted(RECIPES)))
+    epochs: int | None = option(None, "train this many epochs instead of the recipe's")
+    val_fraction: float = option(0.1, "share of train held out for validation (stratified)")
+    max_train: int | None = option(None, "use at most N rows of the train split (stratified)")
+    seed: int = option(1, "seed of the validation slice, the weights and the augmentation")
+    # Set by run_training: where the data came from, and the recipe in full.
+    dataset: str = option("", cli=False)
+    recipe_data: dict[str, Any] | None = option(None, cli=False)
+
+    def __post_init__(self) -> None:
+        get_recipe(self.recipe)
+        checks = [
+            (self.epochs is None or self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (
+                0 < self.val_fraction < 1,
+                f"validation fraction must be in (0, 1), got {self.val_fraction}",
+            ),
+            (
+                self.max_train is None or self.max_train >= 20,
+                f"max train must be >= 20, got {self.max_train}",
+            ),
+            (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    @property
+    def resolved(self) -> Recipe:
+        """The recipe this run trains (the saved one when resuming)."""
+        if self.recipe_data is not None:
+            return Recipe.from_dict(self.recipe_data)
+        return get_recipe(self.recipe).with_epochs(self.epochs)
+
+    @property
+    def selection_note(self) -> str:
+        return (
+            f"the epoch with the lowest validation loss was kept (validation: "
+            f"{self.val_fraction:.0%} of train, stratified by label and class); the test "
+            "split was scored once, at the end"
+        )
+
+
+@dataclass
+class TrainState:
+    """``checkpoints/state.json``: what the epochs so far did (the resume point)."""
+
+    epochs_done: int = 0
+    history: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    epoch_seconds: list[float] = dataclasses.field(default_factory=list)
+    best_epoch: int = 0  # 1-based; 0: none yet
+    best_val_loss: float = math.inf
+
+    @classmethod
+    def load(cls, path: Path) -> TrainState:
+        if not path.exists():
+            return cls()
+        record = json.loads(path.read_text())
+        best = record.get("best_val_loss")
+        return cls(**{**record, "best_val_loss": math.inf if best is None else best})
+
+
+@dataclass
+class TrainOutcome:
+    run: RunFolder
+    result: RecipeResult
+    test: TestResults
+
+
+def degraded_batches(
+    x: np.ndarray, y: np.ndarray, recipe: Recipe, seed: int, first_epoch: int
+) -> Any:
+    """A Keras ``PyDataset`` of shuffled training batches, ``recipe.degrade`` of whose
+    images are degraded (cifake_hub.degrade); seeded by (seed, epoch, batch), so a resumed
+    run sees the batches it would have seen. Two threads prepare batches ahead."""
+    keras = import_keras()
+
+    class Batches(keras.utils.PyDataset):  # type: ignore[misc,name-defined]
+        def __init__(self) -> None:
+            super().__init__(workers=2, use_multiprocessing=False, max_queue_size=8)
+            self.epoch = first_epoch
+            self.order = self._order()
+
+        def _order(self) -> np.ndarray:
+            return np.random.default_rng([seed, self.epoch]).permutation(len(y))
+
+        def __len__(self) -> int:
+            return math.ceil(len(y) / recipe.batch_size)
+
+        def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+            rows = self.order[index * recipe.batch_size : (index + 1) * recipe.batch_size]
+            images = x[rows]
+            rng = np.random.default_rng([seed, self.epoch, index])
+            for i in np.flatnonzero(rng.random(len(rows)) < recipe.degrade):
+                images[i] = random_degradation(images[i], rng)
+            return images, y[rows].astype(np.float32)
+
+        def on_epoch_end(self) -> None:
+            self.epoch += 1
+            self.order = self._order()
+
+    return Batches()
+
+
+def run_training(
+    dataset: Any,
+    run_dir: str | Path,
+    config: TrainConfig,
+    progress: Progress | None = None,
+    on_status: Callable[[str], None] | None = None,
+) -> TrainOutcome:
+    """Train ``config.recipe`` on ``dataset`` into ``run_dir``; resumes a stopped run."""
+    keras = import_keras()
+
+    run_dir = Path(run_dir)
+    say = on_status or (lambda _msg: None)
+    progress = progress or Progress()
+    if isinstance(dataset, (str, Path)):
+        config = dataclasses.replace(config, dataset=dataset_id(dataset))
+    recipe = config.resolved
+    config = dataclasses.replace(config, recipe_data=recipe.to_dict())
+    say("decoding the dataset")
+    data = prepare(
+        dataset, val_fraction=config.val_fraction, max_train=config.max_train, seed=config.seed
+    )
+    start_run(config, run_dir)
+    run = RunFolder(run_dir)
+    train, val = data.train, data.validation
+    say(
+        f"recipe {recipe.name}: train {len(train):,} / validation {len(val):,} / "
+        f"test {len(data.test) if data.test else 0:,} images, {recipe.epochs} epochs"
+    )
+    run.checkpoints_dir.mkdir(parents=True, exist_ok=True)
+    run.models_dir.mkdir(parents=True, exist_ok=True)
+    state = TrainState.load(run.train_state_path)
+    if state.epochs_done and run.last_checkpoint.exists():
+        model = keras.saving.load_model(run.last_checkpoint)
+        say(f"resuming after epoch {state.epochs_done}")
+    else:
+        state = TrainState()
+        keras.utils.set_random_seed(config.seed)
+        model = build_recipe_model(recipe)
+        compile_recipe_model(model, recipe, len(train))
+    progress.topology_started(_Named(recipe.name), 1, 1, recipe.epochs)
+
+    if state.epochs_done < recipe.epochs:
+        keras.utils.set_random_seed(config.seed + state.epochs_done)
+        if recipe.degrade:
+            fit_data: dict[str, Any] = {
+                "x": degraded_batches(train.x, train.y, recipe, config.seed, state.epochs_done)
+            }
+        else:
+            fit_data = {
+                "x": train.x,
+                "y": train.y.astype(np.float32),
+                "batch_size": recipe.batch_size,
+                "shuffle": True,
+            }
+        model.fit(
+            **fit_data,
+            epochs=recipe.epochs,
+            initial_epoch=state.epochs_done,
+            validation_data=(val.x, val.y.astype(np.float32)),
+            validation_batch_size=512,
+            callbacks=[_Checkpoint(run, state, progress)],
+            verbose=0,
+        )
+    return _finish(
+        run, config, recipe, state, data.test, val, len(train), int(model.count_params())
+    )
+
+
+def recipe_table() -> str:
+    """The recipes and their settings, as a Markdown table (``cifake train --list-recipes``)."""
+    names = sorted(RECIPES)
+    rows = [f"| setting | {' | '.join(names)} |", "|---|" + "---|" * len(names)]
+    for key in RECIPES[names[0]].to_dict():
+        if key in ("name", "description"):
+            continue
+        values = [str(RECIPES[n].to_dict()[key]) for n in names]
+        rows.append(f"| {key.replace('_', ' ')} | {' | '.join(values)} |")
+    about = [f"- {n}: {RECIPES[n].description}" for n in names]
+    return "\n".join(about + [""] + rows)
+
+
+class _Named:
+    """What ``Progress.topology_started`` shows: a name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def _Checkpoint(run: RunFolder, state: TrainState, progress: Progress) -> Any:
+    """Saves the model, the best model and the state after every epoch, atomically."""
+    keras = import_keras()
+
+    class Checkpoint(keras.callbacks.Callback):  # type: ignore[misc,name-defined]
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            logs = dict(logs or {})
+            state.epoch_seconds.append(round(time.perf_counter() - self.started, 3))
+            for key, value in logs.items():
+                state.history.setdefault(key, []).append(float(value))
+            state.epochs_done = epoch + 1
+            val_loss = float(logs.get("val_loss", math.inf))
+            if math.isfinite(val_loss) and val_loss < state.best_val_loss:
+                state.best_val_loss, state.best_epoch = val_loss, epoch + 1
+                _save(self.model, run.best_checkpoint)
+            _save(self.model, run.last_checkpoint)
+            record = dataclasses.asdict(state)
+            if not math.isfinite(state.best_val_loss):
+                record["best_val_loss"] = None
+            atomic_write_text(run.train_state_path, json_text(record))
+            progress.epoch_ended(epoch + 1, logs)
+
+    return Checkpoint()
+
+
+def _save(model: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def _finish(
+    run: RunFolder,
+    config: TrainConfig,
+    recipe: Recipe,
+    state: TrainState,
+    test: Arrays | None,
+    val: Arrays,
+    train_images: int,
+    params: int,
+) -> TrainOutcome:
+    """The kept epoch becomes ``model.keras``; validation scored, test scored once."""
+    keras = import_keras()
+
+    from cifake_hub.training import report
+
+    if not run.best_checkpoint.exists():
+        raise ConfigError(
+            f"no epoch of {run.path} reached a finite validation loss; the training diverged "
+            "(try another seed)"
+        )
+    model = inference_copy(keras.saving.load_model(run.best_checkpoint), recipe)
+    _save(model, run.model)
+    seconds = sum(state.epoch_seconds)
+    result = RecipeResult(
+        recipe=recipe.name,
+        params=params,
+        train_seconds=round(seconds, 3),
+        epochs_run=state.epochs_done,
+        best_epoch=state.best_epoch,
+        train_images=train_images,
+        validation_images=len(val),
+        train_images_per_second=round(train_images * state.epochs_done / max(seconds, 1e-9), 1),
+        epoch_seconds=state.epoch_seconds,
+        history=state.history,
+        validation=evaluate(model, val, 512),
+    )
+    atomic_write_text(run.recipe_result_path, json_text(result.to_dict()))
+    scores = TestResults(selection=config.selection_note)
+    if test is not None:
+        scores.final = ScoredModel(recipe.name, evaluate(model, test, 512))
+    atomic_write_text(run.test_path, json_text(scores.to_dict()))
+    shown, split = (
+        (scores.final.metrics, "test") if scores.final else (result.validation, "validation")
+    )
+    report.plot_curves(run, state.history, f"recipe {recipe.name}")
+    report.plot_confusion(run, shown, split, f"recipe {recipe.name}")
+    return TrainOutcome(run, result, scores)
