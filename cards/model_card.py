@@ -109,7 +109,7 @@ def render_model_card(
             "sanity": _sanity(summary.sanity),
             "claim": _claim(summary.claim),
         }
-    evaluation = _evaluation(run.evaluation())
+    evaluation = evaluation_summary(run.evaluation())
     eval_results += _condition_results(run.evaluation(), dataset_name)
     return ModelCard.from_template(
         card_data,
@@ -152,7 +152,7 @@ def _search_model(run: RunFolder) -> dict[str, Any]:
             "n_trained": len(results),
             "extractor": f"conv={stage2[0].conv_filters}x{stage2[0].conv_layers}" if stage2 else "",
             "selection_split": best.selected_on,
-            "tables": (run.tables_dir / RunFolder.TABLES_MD).read_text(),
+            "tables_markdown": (run.tables_dir / RunFolder.TABLES_MD).read_text(),
             "heatmaps": [
                 heatmap_path(run, spec).relative_to(run.path).as_posix()
                 for spec in TABLES
@@ -218,7 +218,7 @@ def _claim(claim: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-def _evaluation(report: dict[str, Any] | None) -> dict[str, Any] | None:
+def evaluation_summary(report: dict[str, Any] | None) -> dict[str, Any] | None:
     """The card's view of `cifake evaluate`'s report."""
     if report is None:
         return None

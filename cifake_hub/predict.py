@@ -21,6 +21,7 @@ from cifake_hub.config import Config, option
 from cifake_hub.errors import CifakeError, ConfigError, InvalidImageError
 from cifake_hub.outputs import Replacement, atomic_write_text, check_replaceable
 from cifake_hub.schema import IMAGE_SIZE, LABEL_NAMES
+from cifake_hub.shipped import DEFAULT_DETECTOR, DETECTORS
 from cifake_hub.training.models import load_model, resolve_model
 
 OUTPUT_SUFFIXES = (".csv", ".json")
@@ -87,7 +88,10 @@ def check_output(path: str | Path | None) -> Path | None:
 
 @dataclass(frozen=True)
 class PredictConfig(Config):
-    model: str = option(help="run folder, .keras file or Hub model repo id")
+    model: str = option(
+        DEFAULT_DETECTOR,
+        f"shipped detector ({', '.join(DETECTORS)}), run folder, .keras file or Hub model id",
+    )
     threshold: float = option(0.5, "P(REAL) at or above which an image is REAL")
     gradcam: str | None = option(None, "write Grad-CAM overlays to this folder", metavar="DIR")
     output: str | None = option(None, "write the table to FILE.csv or FILE.json", metavar="FILE")
@@ -95,6 +99,12 @@ class PredictConfig(Config):
     def __post_init__(self) -> None:
         if not 0 < self.threshold < 1:
             raise ConfigError(f"threshold must be in (0, 1), got {self.threshold}")
+
+
+def load_detector(spec: str | Path = DEFAULT_DETECTOR) -> Any:
+    """The Keras detector ``spec`` names, resolved as ``--model`` is: a shipped detector
+    (``robust``, ``strong``, ``paper``), a run folder, a ``.keras`` file or a Hub model id."""
+    return load_model(resolve_model(spec))
 
 
 def predict_files(
@@ -140,7 +150,7 @@ def predict_paths(paths: Iterable[str | Path], config: PredictConfig) -> Predict
     if gradcam_dir is not None:
         check_replaceable(gradcam_dir, GRADCAM_KIND, overwrite=True, what="--gradcam")
     files = find_images(paths)
-    keras_model = load_model(resolve_model(config.model))
+    keras_model = load_detector(config.model)
     results, x, index = predict_files(keras_model, files, config.threshold)
     outcome = PredictOutcome(results)
     if gradcam_dir is not None and len(x):

@@ -30,6 +30,9 @@ LAYERS = {
     "cli": 6,
 }
 JOBS = {"cifake_hub.demo", "cifake_hub.predict"}
+# The package itself exports the job-level ``load_detector``, imported on first use (PEP 562):
+# the one import that may point up, and only from inside a function.
+FACADE = {("cifake_hub", "cifake_hub.predict"), ("cifake_hub", "cifake_hub.predict.load_detector")}
 
 
 def modules() -> dict[str, Path]:
@@ -79,7 +82,7 @@ def test_imports_point_down_the_pipeline():
     wrong = []
     for name, path in mods.items():
         for target in imports(path, top_level_only=False):
-            if target not in mods:
+            if target not in mods or (name, target) in FACADE:
                 continue  # a name imported from a module, checked as that module
             mine, theirs = layer(name), layer(target)
             if LAYERS[theirs] > LAYERS[mine] or ({mine, theirs} == {"builders", "training"}):
@@ -121,7 +124,8 @@ def test_no_import_cycles_at_module_level():
             "training/run_folder.py",
             ["run_config.json", "results.jsonl", "test_results.json", "model.keras",
              "summary.json", "figure6.png", "heatmaps.npz", "explain_config.json", "tables.md",
-             '"tables"', '"plots"', '"models"'],  # "gradcam" is also a method's name
+             '"tables"', '"plots"', '"models"', "recipe_result.json", '"checkpoints"',
+             "last.keras", "best.keras", "state.json"],  # "gradcam" is also a method's name
         ),
     ],
 )  # fmt: skip

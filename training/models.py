@@ -1,4 +1,5 @@
-"""Where a detector comes from: a run folder, a ``.keras`` file or a Hub model repo."""
+"""Where a detector comes from: a shipped name, a run folder, a ``.keras`` file or a Hub
+model repo."""
 
 from __future__ import annotations
 
@@ -9,18 +10,30 @@ from cifake_hub.training.backend import import_keras
 from cifake_hub.training.run_folder import RunFolder
 
 from cifake_hub.errors import CifakeError
+from cifake_hub.shipped import DETECTORS, shipped_folder
 
 
 def resolve_model(spec: str | Path) -> Path:
-    """A run folder, a .keras file, or a Hub model repo id -> the .keras file."""
+    """A shipped detector's name, a run folder, a .keras file, or a Hub model repo id -> the
+    .keras file. A path that exists wins over a shipped name (``--out robust`` then
+    ``--model robust`` means the user's run)."""
     p = Path(spec)
+    if str(spec) in DETECTORS and not p.exists():
+        model = RunFolder(shipped_folder(str(spec))).model
+        if not model.exists():
+            raise CifakeError(
+                f"the shipped detector {str(spec)!r} is missing from this install ({model}); "
+                "reinstall cifake-hub"
+            )
+        return model
     if p.is_dir() and RunFolder(p).model.exists():
         return RunFolder(p).model
     if p.is_file():
         return p
     if p.exists():
         raise CifakeError(
-            f"{p} holds no model.keras; give a run folder, a .keras file or a repo id"
+            f"{p} holds no model.keras; give a run folder, a .keras file, a repo id or a "
+            f"shipped detector ({', '.join(DETECTORS)})"
         )
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError

@@ -1,7 +1,8 @@
 """``cifake evaluate MODEL``: robustness, calibration, leakage and breakdowns of a detector.
 
-MODEL is a run folder, a .keras file or a Hub model repo id. Every condition (JPEG
-re-encoding, blur, down-and-up resizing, noise, or your own) is scored against clean images,
+MODEL is a shipped detector name, a run folder, a .keras file or a Hub model repo id. Every
+condition (JPEG re-encoding, blur, down-and-up resizing, noise, or your own) is scored against
+clean images,
 with 95% bootstrap intervals; calibration is measured before and after temperature scaling
 fitted on the run's validation slice; test rows whose pixels also occur in train are
 counted and left out in a second set of scores. Writes RUN_DIR/evaluation/ (or --out).
@@ -21,7 +22,9 @@ def register(sub: Any) -> None:
     from cifake_hub.evaluate.run import EvaluateConfig
 
     p = add_command(sub, NAME, __doc__, run, EvaluateConfig)
-    p.add_argument("model", help="run folder, .keras file or Hub model repo id")
+    p.add_argument(
+        "model", help="shipped detector (robust, strong, paper), run folder, .keras file or Hub id"
+    )
     p.add_argument("--out", default=None, help="output folder (default: RUN_DIR/evaluation)")
 
 

@@ -1,10 +1,14 @@
-"""``cifake predict PATH... --model RUN_DIR|MODEL_FILE|REPO_ID``: label image files REAL or
-FAKE with a trained model.
+"""``cifake predict PATH... [--model NAME|RUN_DIR|MODEL_FILE|REPO_ID]``: label image files
+REAL or FAKE with a trained model.
+
+Without --model the shipped ``robust`` detector is used; ``--model strong|robust|paper``
+picks a shipped one (their cards: cifake_hub/detectors/NAME/README.md).
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from cifake_hub.cli.options import add_command, config_from_args
@@ -24,9 +28,13 @@ def run(args: argparse.Namespace) -> int:
 
     from cifake_hub.predict import RESIZE_NOTE, PredictConfig, predict_paths
     from cifake_hub.progress import console
+    from cifake_hub.shipped import DEFAULT_DETECTOR
 
+    config = config_from_args(PredictConfig, args)
+    if config.model == DEFAULT_DETECTOR and not Path(config.model).exists():
+        console.print(f"model: the shipped {DEFAULT_DETECTOR!r} detector (choose with --model)")
     with console.status("predicting"):
-        outcome = predict_paths(args.paths, config_from_args(PredictConfig, args))
+        outcome = predict_paths(args.paths, config)
     results = outcome.results
     table = Table(title=f"{len(results)} files")
     for col in ("path", "label", "P(REAL)"):

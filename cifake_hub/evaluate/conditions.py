@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cifake_hub import degrade
+from cifake_hub.degrade import add_noise, blur, down_up, jpeg
 from cifake_hub.errors import ConfigError
 from cifake_hub.schema import IMAGE_SIZE
 
@@ -76,9 +76,7 @@ def _noise(std: float, seed: int) -> Transform:
                     for r in rows[start : start + 1024]
                 ]
             )
-            out[start : start + 1024] = degrade.add_noise(
-                images[start : start + 1024], std, normals
-            )
+            out[start : start + 1024] = add_noise(images[start : start + 1024], std, normals)
         return out
 
     return run
@@ -114,7 +112,7 @@ def parse_condition(spec: str, seed: int = 0) -> Condition:
             kind,
             number,
             f"Pillow JPEG round trip, quality={int(number)}, default tables, 4:2:0 subsampling",
-            _per_image(lambda x: degrade.jpeg(x, int(number))),
+            _per_image(lambda x: jpeg(x, int(number))),
         )
     if kind == "blur":
         return Condition(
@@ -122,7 +120,7 @@ def parse_condition(spec: str, seed: int = 0) -> Condition:
             kind,
             number,
             f"Pillow ImageFilter.GaussianBlur({number:g})",
-            _per_image(lambda x: degrade.blur(x, number)),
+            _per_image(lambda x: blur(x, number)),
         )
     if kind == "resize":
         return Condition(
@@ -130,7 +128,7 @@ def parse_condition(spec: str, seed: int = 0) -> Condition:
             kind,
             number,
             f"Pillow bilinear resize to {int(number)}x{int(number)} and back to 32x32",
-            _per_image(lambda x: degrade.down_up(x, int(number))),
+            _per_image(lambda x: down_up(x, int(number))),
         )
     return Condition(
         spec,

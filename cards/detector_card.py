@@ -1,0 +1,96 @@
+"""The card of a detector shipped in the package (``cifake_hub/detectors/NAME/README.md``),
+and the step that ships one: the model without optimizer state, beside its card."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from cifake_hub.cards.common import TEMPLATES, fmt_int, fmt_pct
+from cifake_hub.cards.model_card import evaluation_summary
+from cifake_hub.training.models import load_model
+from cifake_hub.training.run_folder import RecipeResult, RunFolder
+
+from cifake_hub.errors import CifakeError
+from cifake_hub.outputs import atomic_write_text
+from cifake_hub.shipped import DEFAULT_DETECTOR, DETECTORS, shipped_folder
+
+TEMPLATE = TEMPLATES / "detector_card.md.j2"
+
+
+def _training(run: RunFolder) -> tuple[str, str, dict[str, Any], int, list[tuple[str, Any]]]:
+    """(what it is, params, validation metrics, validation images, training facts)."""
+    if run.recipe_result_path.exists():
+        r = RecipeResult.from_dict(json.loads(run.recipe_result_path.read_text()))
+        recipe = run.config()["recipe_data"]
+        what = f"Recipe `{r.recipe}`: {recipe['description']}."
+        facts = [("epochs", f"{r.epochs_run} (kept: epoch {r.best_epoch}, lowest validation loss)")]
+        return what, fmt_int(r.params), r.validation, r.validation_images, facts + _cost(r)
+    best = run.best()
+    what = (
+        f"The CIFAKE paper's final topology, `{best.topology}`, trained by `cifake search` "
+        "(the paper's model, for comparison: it is not robust to blur or resizing)."
+    )
+    facts = [("epochs", f"{best.epochs_run} (early stopping on validation loss)")]
+    return what, fmt_int(best.params), best.validation, best.validation_images, facts + _cost(best)
+
+
+def _cost(r: Any) -> list[tuple[str, Any]]:
+    return [
+        ("training images", f"{r.train_images:,}"),
+        ("training time", f"{r.train_seconds:,.0f} s on a 2-core CPU (no GPU)"),
+        ("throughput", f"{r.train_images_per_second:,.0f} images/s"),
+    ]
+
+
+def render_detector_card(run_dir: str | Path, name: str, retrain: str) -> str:
+    from jinja2 import Template
+
+    run = RunFolder(run_dir)
+    what, params, m, validation_images, training = _training(run)
+    negatives, positives = m["tn"] + m["fp"], m["tp"] + m["fn"]
+    metrics = {
+        "accuracy": fmt_pct(m["accuracy"]),
+        "roc_auc": f"{m['roc_auc']:.4f}",
+        "f1": f"{m['f1']:.4f}",
+        "recall_real": fmt_pct(m["tp"] / positives if positives else None),
+        "recall_fake": fmt_pct(m["tn"] / negatives if negatives else None),
+    }
+    report = run.evaluation()
+    if report is not None and report["split"] != "validation":
+        raise CifakeError(
+            f"{run.path}'s evaluation is on {report['split']!r}; a shipped card reports the "
+            "validation slice: run `cifake evaluate RUN --split validation` first"
+        )
+    return Template(TEMPLATE.read_text()).render(
+        name=name,
+        default=name == DEFAULT_DETECTOR,
+        what=what,
+        params=params,
+        val_share=f"{run.config()['val_fraction']:.0%}",
+        validation_images=f"{validation_images:,}",
+        m=metrics,
+        evaluation=evaluation_summary(report),
+        training=training,
+        retrain=retrain,
+    )
+
+
+def ship_detector(run_dir: str | Path, name: str, retrain: str) -> Path:
+    """Copy the run's model (weights and architecture, no optimizer state) and its card into
+    the package as the shipped detector ``name``."""
+    if name not in DETECTORS:
+        raise CifakeError(f"unknown shipped detector {name!r}; the package ships {DETECTORS}")
+    run = RunFolder(run_dir)
+    card = render_detector_card(run.path, name, retrain)
+    model = load_model(run.require_model())
+    keras_model = type(model).from_config(model.get_config())
+    keras_model.set_weights(model.get_weights())
+    folder = shipped_folder(name)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{RunFolder.MODEL}.tmp.keras"
+    keras_model.save(tmp)
+    tmp.replace(folder / RunFolder.MODEL)
+    atomic_write_text(folder / RunFolder.CARD, card)
+    return folder

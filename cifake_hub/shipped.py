@@ -1,0 +1,17 @@
+"""The detectors shipped inside the package: ``cifake_hub/detectors/NAME/`` holds the model
+(``model.keras``, raw RGB uint8 32x32 in, P(REAL) out) and its card (``README.md``). They
+were trained on the Kaggle CIFAKE train split only; each card gives the command that
+retrains it and what `cifake evaluate` measured on the validation slice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DETECTORS = ("robust", "strong", "paper")
+DEFAULT_DETECTOR = "robust"  # what `cifake predict` uses without --model
+FOLDER = Path(__file__).resolve().parent / "detectors"
+
+
+def shipped_folder(name: str) -> Path:
+    """The folder of the shipped detector ``name`` (one of DETECTORS)."""
+    return FOLDER / name
