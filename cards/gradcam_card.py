@@ -107,6 +107,46 @@ def _claim(claim: dict[str, Any] | None) -> dict[str, Any] | None:
     return {"images": claim["images"], "verdict": claim["verdict"], "rows": rows}
 
 
+def _choice(chosen: str, road: dict[str, Any] | None) -> str:
+    if not road or not road.get("best"):
+        return f"The method was chosen by the user (`--method {chosen}`); ROAD was not run."
+    best = road["best"]
+    scores = road["curves"]
+    if best == chosen:
+        return (
+            f"It is the method ROAD finds most faithful here (combined score "
+            f"{scores[best]['score']:+.3f}; see Faithfulness)."
+        )
+    return (
+        f"The user chose it (`--method {chosen}`, ROAD score {scores[chosen]['score']:+.3f}); "
+        f"ROAD finds {METHOD_NAMES.get(best, best)} more faithful here "
+        f"({scores[best]['score']:+.3f}): `cifake explain --method {best}` draws its maps."
+    )
+
+
+def _road(road: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not road:
+        return None
+    rows = []
+    for name, c in sorted(road["curves"].items(), key=lambda kv: -kv[1]["score"]):
+        rows.append(
+            {
+                "name": METHOD_NAMES.get(name, name),
+                "morf": f"{sum(c['morf']) / len(c['morf']):.3f}",
+                "lerf": f"{sum(c['lerf']) / len(c['lerf']):.3f}",
+                "score": f"{c['score']:+.3f}",
+                "baseline": name in ("random", "edges"),
+            }
+        )
+    floor = max(road["curves"][b]["score"] for b in ("random", "edges") if b in road["curves"])
+    beaten = [
+        METHOD_NAMES.get(n, n)
+        for n, c in road["curves"].items()
+        if n not in ("random", "edges") and c["score"] > floor
+    ]
+    return {**road, "rows": rows, "beaten": beaten, "noise": f"{road['noise_std']:g}"}
+
+
 def render_gradcam_card(run_dir: str | Path) -> str:
     import jinja2
 
@@ -123,10 +163,8 @@ def render_gradcam_card(run_dir: str | Path) -> str:
         layer=summary.layer,
         images=summary.images,
         split=summary.split,
-        choice=(
-            f"The method was chosen by the user (`--method {chosen}`); choosing it by ROAD "
-            "needs ROAD, which this version does not compute yet."
-        ),
+        choice=_choice(chosen, summary.road),
+        road=_road(summary.road),
         sanity=_sanity(summary.sanity),
         fraction=f"{f['fraction']:.0%}",
         drop_gradcam=f"{f['mean_drop_gradcam']:.3f}",

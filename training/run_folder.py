@@ -160,6 +160,7 @@ class GradcamSummary:
     method: str = "gradcam"  # summaries written before methods existed are Grad-CAM
     sanity: dict[str, Any] | None = None  # the cascading randomisation check, when run
     claim: dict[str, Any] | None = None  # the paper's "REAL holistic, FAKE sparse", measured
+    road: dict[str, Any] | None = None  # ROAD curves and scores per method and baseline
 
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> GradcamSummary:
@@ -197,6 +198,7 @@ class RunFolder(OutputFolder):
     HEATMAPS: ClassVar[str] = "heatmaps.npz"
     GALLERY: ClassVar[str] = "gallery"
     SANITY_PLOT: ClassVar[str] = "sanity.png"
+    ROAD_PLOT: ClassVar[str] = "road.png"
     # What goes to the model repo next to the model and its card.
     PUBLISHED_FILES: ClassVar[tuple[str, ...]] = (CONFIG, RESULTS, TEST)
     PUBLISHED_DIRS: ClassVar[tuple[str, ...]] = (TABLES, PLOTS, GRADCAM, EVALUATION)

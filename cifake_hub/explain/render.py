@@ -121,3 +121,27 @@ def sanity_plot(results: list[Any], path: Path) -> Path:
     ax.legend(fontsize=8)
     fig.autofmt_xdate(rotation=30)
     return save_figure(fig, path)
+
+
+def road_plot(curves: list[Any], path: Path) -> Path:
+    """ROAD: P(explained class) as pixels are removed, most relevant first (MoRF, should fall)
+    and least relevant first (LeRF, should stay), one colour per map."""
+    from cifake_hub.explain.road import LEVELS
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
+    x = [100 * level for level in LEVELS]
+    for curve in curves:
+        style = "--" if curve.name in ("random", "edges") else "-"
+        label = f"{curve.name} ({curve.score:+.3f})"
+        axes[0].plot(x, curve.morf, style, marker="o", ms=3, label=label)
+        axes[1].plot(x, curve.lerf, style, marker="o", ms=3, label=label)
+    for ax, title in zip(
+        axes, ("MoRF: most relevant removed first", "LeRF: least relevant first"), strict=True
+    ):
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("% of pixels removed (noisy linear imputation)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("P(explained class)")
+    axes[1].legend(fontsize=7, title="map (score: LeRF - MoRF)", title_fontsize=7)
+    return save_figure(fig, path)

@@ -34,14 +34,16 @@ class ExplainConfig(Config):
     layer: str | None = option(None, "layer to explain (default: the last convolution)")
     method: str = option("gradcam", "map method", choices=tuple(METHODS))
     sanity: bool = option(True, "skip the cascading randomisation check", flag="--no-sanity")
+    road: bool = option(True, "skip the ROAD faithfulness test", flag="--no-road")
+    road_images: int = option(200, "images in the ROAD test (stratified, from the explained)")
     deletion_fraction: float = option(0.1, "share of pixels masked in the deletion test")
     alpha: float = option(0.45, "overlay opacity")
     gallery: int = option(20, "images in the gallery")
     seed: int = option(0, "seed of the sample and of the random-pixel baseline")
 
     def __post_init__(self) -> None:
-        if self.n < 2:
-            raise ConfigError(f"n must be >= 2, got {self.n}")
+        if self.n < 2 or self.road_images < 2:
+            raise ConfigError(f"n and road images must be >= 2, got {self.n}, {self.road_images}")
         if not 0 < self.deletion_fraction < 1:
             raise ConfigError(f"deletion fraction must be in (0, 1), got {self.deletion_fraction}")
         if not 0 <= self.alpha <= 1:
@@ -130,6 +132,7 @@ def explain_run(run_dir: str | Path, config: ExplainConfig) -> GradcamSummary:
             model, arrays.x, fraction=config.deletion_fraction, seed=config.seed
         )
         sanity = _sanity(model, arrays, config, result.layer, out) if config.sanity else None
+        road = _road(model, arrays, config, result.layer, out) if config.road else None
         claim = paper_claim(
             result.heatmaps, arrays.y, result.probability, arrays.category, seed=config.seed
         )
@@ -144,6 +147,7 @@ def explain_run(run_dir: str | Path, config: ExplainConfig) -> GradcamSummary:
             faithfulness=faithfulness,
             sanity=sanity,
             claim=claim,
+            road=road,
         )
         (out / RunFolder.GRADCAM_SUMMARY).write_text(json_text(dataclasses.asdict(summary)))
         config.save(out / RunFolder.GRADCAM_CONFIG)
@@ -176,3 +180,33 @@ def _sanity(
         "pass_below": PASS_BELOW,
         "results": [dataclasses.asdict(r) for r in results],
     }
+
+
+def _road(model: Any, arrays: Any, config: ExplainConfig, layer: str, out: Path) -> dict[str, Any]:
+    """ROAD of every method at ``layer``, of a random map and of the edge map, on at most
+    ``road_images`` of the explained images (stratified), with its plot."""
+    from cifake_hub.explain.gradcam import gradcam
+    from cifake_hub.explain.render import road_plot
+    from cifake_hub.explain.road import road, road_summary
+    from cifake_hub.explain.sanity import edge_map
+    from cifake_hub.training.data import stratified_subset
+
+    pick = stratified_subset(arrays.y, arrays.category, config.road_images, seed=config.seed)
+    images = arrays.x[pick]
+    first = gradcam(model, images, layer=layer, method=config.method)
+    explained = first.explained
+    maps = {
+        name: first.heatmaps
+        if name == config.method
+        else gradcam(model, images, layer=layer, explain=explained, method=name).heatmaps
+        for name in METHODS
+    }
+    maps["random"] = np.random.default_rng(config.seed).random(first.heatmaps.shape)
+    maps["edges"] = edge_map(images)
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        return np.asarray(model.predict(x, batch_size=512, verbose=0))
+
+    curves = road(predict, images, explained, maps, seed=config.seed)
+    road_plot(curves, out / RunFolder.ROAD_PLOT)
+    return {"images": int(len(images)), "layer": layer, **road_summary(curves)}
