@@ -107,20 +107,31 @@ def _claim(claim: dict[str, Any] | None) -> dict[str, Any] | None:
     return {"images": claim["images"], "verdict": claim["verdict"], "rows": rows}
 
 
-def _choice(chosen: str, road: dict[str, Any] | None) -> str:
+def _name(key: str) -> str:
+    """``method`` or ``method@layer`` (a ROAD curve's name) in words."""
+    method, _, layer = key.partition("@")
+    return METHOD_NAMES.get(method, method) + (f" at `{layer}`" if layer else "")
+
+
+def _choice(chosen: str, layer: str, road: dict[str, Any] | None) -> str:
     if not road or not road.get("best"):
         return f"The method was chosen by the user (`--method {chosen}`); ROAD was not run."
-    best = road["best"]
     scores = road["curves"]
-    if best == chosen:
+    drawn = chosen if chosen in scores else f"{chosen}@{layer}"
+    best = road["best"]
+    if best == drawn:
         return (
-            f"It is the method ROAD finds most faithful here (combined score "
+            f"It is the map ROAD finds most faithful here (combined score "
             f"{scores[best]['score']:+.3f}; see Faithfulness)."
         )
+    method, _, best_layer = best.partition("@")
+    command = f"`cifake explain --method {method}" + (
+        f" --layer {best_layer}`" if best_layer else "`"
+    )
     return (
-        f"The user chose it (`--method {chosen}`, ROAD score {scores[chosen]['score']:+.3f}); "
-        f"ROAD finds {METHOD_NAMES.get(best, best)} more faithful here "
-        f"({scores[best]['score']:+.3f}): `cifake explain --method {best}` draws its maps."
+        f"The user chose it (`--method {chosen}`, ROAD score {scores[drawn]['score']:+.3f}); "
+        f"ROAD finds {_name(best)} more faithful here ({scores[best]['score']:+.3f}): "
+        f"{command} draws its maps."
     )
 
 
@@ -131,7 +142,7 @@ def _road(road: dict[str, Any] | None) -> dict[str, Any] | None:
     for name, c in sorted(road["curves"].items(), key=lambda kv: -kv[1]["score"]):
         rows.append(
             {
-                "name": METHOD_NAMES.get(name, name),
+                "name": _name(name),
                 "morf": f"{sum(c['morf']) / len(c['morf']):.3f}",
                 "lerf": f"{sum(c['lerf']) / len(c['lerf']):.3f}",
                 "score": f"{c['score']:+.3f}",
@@ -140,11 +151,18 @@ def _road(road: dict[str, Any] | None) -> dict[str, Any] | None:
         )
     floor = max(road["curves"][b]["score"] for b in ("random", "edges") if b in road["curves"])
     beaten = [
-        METHOD_NAMES.get(n, n)
+        _name(n)
         for n, c in road["curves"].items()
         if n not in ("random", "edges") and c["score"] > floor
     ]
-    return {**road, "rows": rows, "beaten": beaten, "noise": f"{road['noise_std']:g}"}
+    layers = road.get("layers") or [road["layer"]]  # summaries before `--layer all`: one
+    return {
+        **road,
+        "rows": rows,
+        "beaten": beaten,
+        "noise": f"{road['noise_std']:g}",
+        "layers_text": ", ".join(f"`{layer}`" for layer in layers),
+    }
 
 
 def render_gradcam_card(run_dir: str | Path) -> str:
@@ -163,7 +181,7 @@ def render_gradcam_card(run_dir: str | Path) -> str:
         layer=summary.layer,
         images=summary.images,
         split=summary.split,
-        choice=_choice(chosen, summary.road),
+        choice=_choice(chosen, summary.layer, summary.road),
         road=_road(summary.road),
         sanity=_sanity(summary.sanity),
         fraction=f"{f['fraction']:.0%}",

@@ -125,7 +125,8 @@ def test_no_import_cycles_at_module_level():
             ["run_config.json", "results.jsonl", "test_results.json", "model.keras",
              "summary.json", "figure6.png", "heatmaps.npz", "explain_config.json", "tables.md",
              '"tables"', '"plots"', '"models"', "recipe_result.json", '"checkpoints"',
-             "last.keras", "best.keras", "state.json", "road.png"],  # "gradcam" is also a method's name
+             "last.keras", "best.keras", "state.json", "road.png"],
+            # ("gradcam" is also a method's name)
         ),
     ],
 )  # fmt: skip

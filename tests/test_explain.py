@@ -46,6 +46,38 @@ def test_explain_cli_writes_figure6_and_summary(small_run, tmp_path):
     assert set(maps["label"].tolist()) == {0, 1} and len(set(maps["category"].tolist())) == 10
 
 
+def test_explain_all_layers_runs_road_for_every_method_and_layer(small_run, tmp_path):
+    from cifake_hub.cards.gradcam_card import render_gradcam_card
+
+    run = tmp_path / "run"
+    shutil.copytree(small_run, run)
+    argv = [
+        "explain",
+        str(run),
+        "--n",
+        "40",
+        "--layer",
+        "all",
+        "--road-images",
+        "20",
+        "--no-sanity",
+    ]
+    assert main(argv) == 0
+    summary = json.loads((run / "gradcam" / "summary.json").read_text())
+    assert summary["layer"] == "conv_2"  # the maps drawn: the last convolution
+    road = summary["road"]
+    assert road["images"] == 20 and road["layers"] == ["conv_1", "conv_2"]
+    names = {f"{m}@{layer}" for m in ("gradcam", "gradcam++", "hirescam", "layercam")
+             for layer in ("conv_1", "conv_2")} | {"random", "edges"}  # fmt: skip
+    assert set(road["curves"]) == names and road["best"] in names - {"random", "edges"}
+    for curve in road["curves"].values():
+        assert len(curve["morf"]) == len(curve["lerf"]) == 9
+        assert all(0 <= p <= 1 for p in curve["morf"] + curve["lerf"])
+    assert (run / "gradcam" / "road.png").stat().st_size > 10_000
+    card = render_gradcam_card(run)
+    assert "| random (baseline) |" in card and "`conv_1`, `conv_2`" in card
+
+
 def test_explain_errors(small_run, small_cifake, tmp_path):
     with pytest.raises(CifakeError, match="no 'valid' split"):
         explain_run(small_run, ExplainConfig(dataset=str(small_cifake), split="valid"))

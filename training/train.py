@@ -123,7 +123,7 @@ def degraded_batches(
     run sees the batches it would have seen. Two threads prepare batches ahead."""
     keras = import_keras()
 
-    class Batches(keras.utils.PyDataset):  # type: ignore[misc,name-defined]
+    class Batches(keras.utils.PyDataset):  # type: ignore[name-defined]
         def __init__(self) -> None:
             super().__init__(workers=2, use_multiprocessing=False, max_queue_size=8)
             self.epoch = first_epoch
@@ -242,7 +242,7 @@ def _Checkpoint(run: RunFolder, state: TrainState, progress: Progress) -> Any:
     """Saves the model, the best model and the state after every epoch, atomically."""
     keras = import_keras()
 
-    class Checkpoint(keras.callbacks.Callback):  # type: ignore[misc,name-defined]
+    class Checkpoint(keras.callbacks.Callback):  # type: ignore[name-defined]
         def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
             self.started = time.perf_counter()
 

@@ -41,12 +41,30 @@ class GradCam:
     method: str = "gradcam"
 
 
+def conv_layers(model: Any) -> list[str]:
+    """Names of the model's layers with a 4-D output that are convolutions, in order."""
+    return [
+        str(layer.name)
+        for layer in _flat_layers(model)
+        if type(layer).__name__.startswith("Conv") and len(layer.output.shape) == 4
+    ]
+
+
 def last_conv_layer(model: Any) -> str:
     """Name of the model's last layer with a 4-D output (a convolution)."""
-    for layer in reversed(_flat_layers(model)):
-        if type(layer).__name__.startswith("Conv") and len(layer.output.shape) == 4:
-            return str(layer.name)
-    raise CifakeError(f"model {model.name!r} has no convolution layer; pass layer= explicitly")
+    names = conv_layers(model)
+    if not names:
+        raise CifakeError(f"model {model.name!r} has no convolution layer; pass layer= explicitly")
+    return names[-1]
+
+
+def resolve_layers(model: Any, spec: str | None) -> list[str]:
+    """``--layer``: a layer name, ``last`` (or None) or ``all`` (every convolution)."""
+    if spec is None or spec == "last":
+        return [last_conv_layer(model)]
+    if spec == "all":
+        return conv_layers(model) or [last_conv_layer(model)]
+    return [spec]
 
 
 def _gradcam(ops: Any, a: Any, g: Any) -> Any:

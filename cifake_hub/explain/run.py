@@ -31,7 +31,11 @@ class ExplainConfig(Config):
         None, "split to explain (default: test if present, else the run's validation slice)"
     )
     n: int = option(200, "images to explain (stratified sample)")
-    layer: str | None = option(None, "layer to explain (default: the last convolution)")
+    layer: str | None = option(
+        None,
+        "layer to explain: a name, 'last' (the default) or 'all' (maps at the last "
+        "convolution; ROAD compares every convolution)",
+    )
     method: str = option("gradcam", "map method", choices=tuple(METHODS))
     sanity: bool = option(True, "skip the cascading randomisation check", flag="--no-sanity")
     road: bool = option(True, "skip the ROAD faithfulness test", flag="--no-road")
@@ -64,7 +68,7 @@ def _labels(ds: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def explain_run(run_dir: str | Path, config: ExplainConfig) -> GradcamSummary:
-    from cifake_hub.explain.gradcam import deletion_test, gradcam
+    from cifake_hub.explain.gradcam import deletion_test, gradcam, resolve_layers
     from cifake_hub.explain.render import figure6, gallery
     from cifake_hub.training.backend import import_keras
     from cifake_hub.training.data import carve, load_splits, stratified_subset, to_arrays
@@ -93,7 +97,8 @@ def explain_run(run_dir: str | Path, config: ExplainConfig) -> GradcamSummary:
     rows = pool[stratified_subset(label[pool], category[pool], config.n, seed=config.seed)]
     arrays = to_arrays(ds, rows)
 
-    result = gradcam(model, arrays.x, layer=config.layer, method=config.method)
+    layers = resolve_layers(model, config.layer)
+    result = gradcam(model, arrays.x, layer=layers[-1], method=config.method)
     # The folder is replaced whole, and only if cifake wrote all of it (cifake_hub.outputs).
     with Replacement(
         run.gradcam_dir, RunFolder.GRADCAM_KIND, overwrite=True, what="Grad-CAM folder"
@@ -132,7 +137,7 @@ def explain_run(run_dir: str | Path, config: ExplainConfig) -> GradcamSummary:
             model, arrays.x, fraction=config.deletion_fraction, seed=config.seed
         )
         sanity = _sanity(model, arrays, config, result.layer, out) if config.sanity else None
-        road = _road(model, arrays, config, result.layer, out) if config.road else None
+        road = _road(model, arrays, config, layers, out) if config.road else None
         claim = paper_claim(
             result.heatmaps, arrays.y, result.probability, arrays.category, seed=config.seed
         )
@@ -182,9 +187,12 @@ def _sanity(
     }
 
 
-def _road(model: Any, arrays: Any, config: ExplainConfig, layer: str, out: Path) -> dict[str, Any]:
-    """ROAD of every method at ``layer``, of a random map and of the edge map, on at most
-    ``road_images`` of the explained images (stratified), with its plot."""
+def _road(
+    model: Any, arrays: Any, config: ExplainConfig, layers: list[str], out: Path
+) -> dict[str, Any]:
+    """ROAD of every method at each of ``layers`` (maps named ``method@layer`` when there
+    are several), of a random map and of the edge map, on at most ``road_images`` of the
+    explained images (stratified), with its plot."""
     from cifake_hub.explain.gradcam import gradcam
     from cifake_hub.explain.render import road_plot
     from cifake_hub.explain.road import road, road_summary
@@ -193,12 +201,13 @@ def _road(model: Any, arrays: Any, config: ExplainConfig, layer: str, out: Path)
 
     pick = stratified_subset(arrays.y, arrays.category, config.road_images, seed=config.seed)
     images = arrays.x[pick]
-    first = gradcam(model, images, layer=layer, method=config.method)
+    first = gradcam(model, images, layer=layers[-1], method=config.method)
     explained = first.explained
     maps = {
-        name: first.heatmaps
-        if name == config.method
-        else gradcam(model, images, layer=layer, explain=explained, method=name).heatmaps
+        (name if len(layers) == 1 else f"{name}@{layer}"): gradcam(
+            model, images, layer=layer, explain=explained, method=name
+        ).heatmaps
+        for layer in layers
         for name in METHODS
     }
     maps["random"] = np.random.default_rng(config.seed).random(first.heatmaps.shape)
@@ -209,4 +218,4 @@ def _road(model: Any, arrays: Any, config: ExplainConfig, layer: str, out: Path)
 
     curves = road(predict, images, explained, maps, seed=config.seed)
     road_plot(curves, out / RunFolder.ROAD_PLOT)
-    return {"images": int(len(images)), "layer": layer, **road_summary(curves)}
+    return {"images": int(len(images)), "layers": layers, **road_summary(curves)}
