@@ -175,6 +175,7 @@ def _recipe_model(run: RunFolder, config: dict[str, Any]) -> dict[str, Any]:
         ("epoch kept (lowest validation loss)", f"{result.best_epoch} of {result.epochs_run}"),
         ("training time", f"{result.train_seconds:,.0f} s ({result.train_seconds / 3600:.2f} h)"),
         ("training throughput", f"{result.train_images_per_second:,.0f} images/s"),
+        ("precision", result.precision),
     ]
     return {
         "title": f"CIFAKE detector: recipe {result.recipe}",

@@ -140,3 +140,21 @@ def test_recipe_run_card_and_cli(recipe_run, small_cifake, tmp_path):
                  "--epochs", "1", "--max-train", "60"]) == 0  # fmt: skip
     assert RunFolder(out).model.exists()
     assert json.loads(RunFolder(out).config_path.read_text())["recipe"] == "strong"
+
+
+def test_on_a_gpu_training_runs_in_mixed_precision(small_cifake, tmp_path, monkeypatch):
+    # No GPU here: the device query is the one thing replaced; the mixed-precision training
+    # itself runs for real (float16 compute on the CPU).
+    from cifake_hub.training import train
+
+    keras = import_keras()
+    assert train.training_precision() == "float32"  # this machine has no GPU
+    monkeypatch.setattr(train, "training_precision", lambda: "mixed_float16")
+    out = tmp_path / "run"
+    outcome = run_training(small_cifake, out, TrainConfig(recipe="strong", epochs=1, max_train=60))
+    assert outcome.result.precision == "mixed_float16"
+    assert keras.mixed_precision.dtype_policy().name == "float32"  # restored afterwards
+    model = keras.saving.load_model(RunFolder(out).model)
+    assert model.get_layer("conv_1_1").dtype_policy.name == "mixed_float16"
+    prob = model.predict(np.zeros((2, 32, 32, 3), np.uint8), verbose=0)
+    assert prob.dtype == np.float32 and prob.shape == (2, 1)

@@ -160,7 +160,11 @@ def build_recipe_model(recipe: Recipe, *, augment: bool = True) -> Any:
     layers.append(L.GlobalAveragePooling2D(name="global_pool"))
     if recipe.dropout:
         layers.append(L.Dropout(recipe.dropout, name="dropout"))
-    layers += [L.Dense(1, name="logit"), L.Activation("sigmoid", name="probability")]
+    # float32 output under mixed precision too (a float16 sigmoid saturates early).
+    layers += [
+        L.Dense(1, name="logit"),
+        L.Activation("sigmoid", dtype="float32", name="probability"),
+    ]
     return keras.Sequential(layers, name=f"cifake_{recipe.name}")
 
 

@@ -106,6 +106,7 @@ class RecipeResult:
     epoch_seconds: list[float]
     history: dict[str, list[float]]
     validation: Metrics
+    precision: str = "float32"  # mixed_float16 when trained on a GPU
 
     def to_dict(self) -> dict[str, Any]:
         return _record(self)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 from cifake_hub.training.backend import import_keras
-from cifake_hub.training.data import Arrays, prepare
+from cifake_hub.training.data import TrainingData, prepare
 from cifake_hub.training.recipes import (
     RECIPES,
     Recipe,
@@ -180,6 +180,43 @@ def run_training(
     )
     run.checkpoints_dir.mkdir(parents=True, exist_ok=True)
     run.models_dir.mkdir(parents=True, exist_ok=True)
+    precision = training_precision()
+    previous_policy = keras.mixed_precision.dtype_policy().name
+    keras.mixed_precision.set_dtype_policy(precision)
+    try:
+        return _train(run, config, recipe, data, precision, progress, say)
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous_policy)
+
+
+def training_precision() -> str:
+    """``mixed_float16`` where Keras trains on a GPU (XLA is then Keras' own "auto" choice),
+    ``float32`` on a CPU, where float16 only slows training down."""
+    keras = import_keras()
+
+    if keras.backend.backend() == "torch":
+        import torch
+
+        gpu = torch.cuda.is_available()
+    else:
+        import tensorflow as tf
+
+        gpu = bool(tf.config.list_physical_devices("GPU"))
+    return "mixed_float16" if gpu else "float32"
+
+
+def _train(
+    run: RunFolder,
+    config: TrainConfig,
+    recipe: Recipe,
+    data: TrainingData,
+    precision: str,
+    progress: Progress,
+    say: Callable[[str], None],
+) -> TrainOutcome:
+    keras = import_keras()
+
+    train, val = data.train, data.validation
     state = TrainState.load(run.train_state_path)
     if state.epochs_done and run.last_checkpoint.exists():
         model = keras.saving.load_model(run.last_checkpoint)
@@ -213,9 +250,7 @@ def run_training(
             callbacks=[_Checkpoint(run, state, progress)],
             verbose=0,
         )
-    return _finish(
-        run, config, recipe, state, data.test, val, len(train), int(model.count_params())
-    )
+    return _finish(run, config, recipe, state, data, precision, int(model.count_params()))
 
 
 def recipe_table() -> str:
@@ -277,9 +312,8 @@ def _finish(
     config: TrainConfig,
     recipe: Recipe,
     state: TrainState,
-    test: Arrays | None,
-    val: Arrays,
-    train_images: int,
+    data: TrainingData,
+    precision: str,
     params: int,
 ) -> TrainOutcome:
     """The kept epoch becomes ``model.keras``; validation scored, test scored once."""
@@ -294,6 +328,7 @@ def _finish(
         )
     model = inference_copy(keras.saving.load_model(run.best_checkpoint), recipe)
     _save(model, run.model)
+    val, test, train_images = data.validation, data.test, len(data.train)
     seconds = sum(state.epoch_seconds)
     result = RecipeResult(
         recipe=recipe.name,
@@ -307,6 +342,7 @@ def _finish(
         epoch_seconds=state.epoch_seconds,
         history=state.history,
         validation=evaluate(model, val, 512),
+        precision=precision,
     )
     atomic_write_text(run.recipe_result_path, json_text(result.to_dict()))
     scores = TestResults(selection=config.selection_note)
