@@ -4,6 +4,7 @@ and the step that ships one: the model without optimizer state, beside its card.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,11 @@ from cifake_hub.training.models import load_model
 from cifake_hub.training.run_folder import RecipeResult, RunFolder
 
 from cifake_hub.errors import CifakeError
-from cifake_hub.outputs import atomic_write_text
+from cifake_hub.outputs import atomic_write_text, portable_record
 from cifake_hub.shipped import DEFAULT_DETECTOR, DETECTORS, shipped_folder
 
 TEMPLATE = TEMPLATES / "detector_card.md.j2"
+SHIPPED_DATASET = "cifake"  # what `cifake import-kaggle cifake-train.zip --out cifake` makes
 
 
 def _training(run: RunFolder) -> tuple[str, str, dict[str, Any], int, list[tuple[str, Any]]]:
@@ -88,9 +90,21 @@ def ship_detector(run_dir: str | Path, name: str, retrain: str) -> Path:
     keras_model = type(model).from_config(model.get_config())
     keras_model.set_weights(model.get_weights())
     folder = shipped_folder(name)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{RunFolder.MODEL}.tmp.keras"
-    keras_model.save(tmp)
-    tmp.replace(folder / RunFolder.MODEL)
+    if folder.exists():
+        shutil.rmtree(folder)  # package data of this repository, rewritten whole
+    folder.mkdir(parents=True)
+    keras_model.save(folder / RunFolder.MODEL)
+    for file in RunFolder.SHIPPED_FILES:
+        if (run.path / file).exists():
+            shutil.copy2(run.path / file, folder / file)
+    for sub in RunFolder.SHIPPED_DIRS:
+        if (run.path / sub).is_dir():
+            shutil.copytree(run.path / sub, folder / sub, ignore=shutil.ignore_patterns(".*"))
+    # The run's dataset was a local folder; users make theirs with `cifake import-kaggle
+    # cifake-train.zip --out cifake`, which is then the default dataset of evaluate/explain.
+    names = {"dataset": SHIPPED_DATASET, "model": name}
+    for path in [*folder.glob("*.json"), *folder.glob("*/*.json")]:
+        record = portable_record(json.loads(path.read_text()), names)
+        atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
     atomic_write_text(folder / RunFolder.CARD, card)
     return folder

@@ -306,3 +306,23 @@ def _recover(folder: Path) -> None:
             if (staged / name).exists() and not (folder / name).exists() and folder.is_dir():
                 os.rename(staged / name, folder / name)
         shutil.rmtree(staged)
+
+
+def portable_record(data: Any, names: dict[str, str]) -> Any:
+    """``data`` (a JSON record) with every entry named in ``names`` (e.g. ``dataset``,
+    ``model``) that holds a local path replaced by the value given for it: local paths mean
+    nothing elsewhere, and tell where the user keeps files."""
+    if isinstance(data, dict):
+        return {
+            k: names[k]
+            if k in names and isinstance(v, str) and _is_local(v)
+            else portable_record(v, names)
+            for k, v in data.items()
+        }
+    if isinstance(data, list):
+        return [portable_record(v, names) for v in data]
+    return data
+
+
+def _is_local(value: str) -> bool:
+    return Path(value).is_absolute() or Path(value).exists()

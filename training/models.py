@@ -18,8 +18,9 @@ def resolve_model(spec: str | Path) -> Path:
     .keras file. A path that exists wins over a shipped name (``--out robust`` then
     ``--model robust`` means the user's run)."""
     p = Path(spec)
-    if str(spec) in DETECTORS and not p.exists():
-        model = RunFolder(shipped_folder(str(spec))).model
+    shipped = shipped_run(spec)
+    if shipped is not None:
+        model = RunFolder(shipped).model
         if not model.exists():
             raise CifakeError(
                 f"the shipped detector {str(spec)!r} is missing from this install ({model}); "
@@ -48,6 +49,36 @@ def resolve_model(spec: str | Path) -> Path:
     if not RunFolder(folder).model.exists():
         raise CifakeError(f"Hub repo {spec} has no {RunFolder.MODEL}")
     return RunFolder(folder).model
+
+
+def shipped_run(spec: str | Path) -> Path | None:
+    """The run folder of the shipped detector ``spec`` names, unless a path of that name
+    exists (then it is the user's)."""
+    if str(spec) in DETECTORS and not Path(spec).exists():
+        return shipped_folder(str(spec))
+    return None
+
+
+def resolve_run(spec: str | Path) -> Path:
+    """A run folder, or a shipped detector's name -> its run folder (read it, never write)."""
+    return shipped_run(spec) or Path(spec)
+
+
+def copy_shipped(name: str, out: str | Path) -> Path:
+    """A run folder at ``out`` (new or empty) holding the shipped detector ``name``'s files,
+    for the commands that write into a run folder (explain, evaluate, cards)."""
+    import shutil
+
+    from cifake_hub.outputs import claim
+
+    source = shipped_run(name)
+    if source is None:
+        raise CifakeError(f"{name!r} is not a shipped detector ({', '.join(DETECTORS)})")
+    target = claim(out, RunFolder.KIND)
+    for item in source.iterdir():
+        copy = shutil.copytree if item.is_dir() else shutil.copy2
+        copy(item, target / item.name)
+    return target
 
 
 def load_model(path: Path) -> Any:

@@ -204,6 +204,10 @@ class RunFolder(OutputFolder):
     PUBLISHED_FILES: ClassVar[tuple[str, ...]] = (CONFIG, RESULTS, TEST)
     PUBLISHED_DIRS: ClassVar[tuple[str, ...]] = (TABLES, PLOTS, GRADCAM, EVALUATION)
     EVALUATION_REPORT: ClassVar[str] = "evaluation.json"
+    # What a shipped detector keeps of its run (cifake_hub/detectors/NAME/): the records a
+    # model card, `evaluate`, `explain` and `cifake-publish --run NAME` read.
+    SHIPPED_FILES: ClassVar[tuple[str, ...]] = (CONFIG, RESULTS, RECIPE_RESULT, TEST)
+    SHIPPED_DIRS: ClassVar[tuple[str, ...]] = (TABLES, PLOTS, EVALUATION)
 
     # -- paths ----------------------------------------------------------------------------
     @property

@@ -113,14 +113,17 @@ def evaluate_model(
     """Evaluate the detector ``model_spec`` (see the module docstring) into ``out`` (default:
     the run folder's ``evaluation/``)."""
     from cifake_hub.training.data import carve, load_splits, stratified_subset, to_arrays
-    from cifake_hub.training.models import load_model, resolve_model
+    from cifake_hub.training.models import load_model, resolve_model, shipped_run
 
     say = progress or (lambda _msg: None)
     conditions = config.parsed_conditions()
-    run = RunFolder(model_spec) if Path(model_spec).is_dir() else None
+    shipped = shipped_run(model_spec)
+    folder = shipped or Path(model_spec)
+    run = RunFolder(folder) if folder.is_dir() else None
     if out is None:
-        if run is None:
-            raise ConfigError(f"give --out: {model_spec} is not a run folder to write into")
+        if run is None or shipped is not None:
+            what = "a shipped detector" if shipped else "not a run folder"
+            raise ConfigError(f"give --out: {model_spec} is {what} to write into")
         out = run.path / RunFolder.EVALUATION
     target = output_path(out)
     settings = run.config() if run and run.exists() else {}  # the run's search settings

@@ -29,6 +29,7 @@ from cifake_hub.dataset_folder import DatasetFolder
 from cifake_hub.errors import CifakeError, ConfigError
 from cifake_hub.hub.targets import DatasetTarget, ModelTarget, Pushed, Target, tree
 from cifake_hub.outputs import Replacement
+from cifake_hub.training.models import resolve_run
 from cifake_hub.training.run_folder import RunFolder
 
 T = TypeVar("T")
@@ -60,7 +61,9 @@ def _check_repo_id(option_name: str, value: str) -> None:
 class PublishConfig(Config):
     dataset: str = option(help="dataset folder", metavar="DIR")
     dataset_repo: str = option(help="dataset repo id", metavar="NS/NAME")
-    run: str | None = option(None, "run folder of `cifake search`", metavar="RUN_DIR")
+    run: str | None = option(
+        None, "run folder of `cifake search`/`train`, or a shipped detector's name", metavar="RUN"
+    )
     model_repo: str | None = option(None, "model repo id", metavar="NS/NAME")
     private: bool = option(False, "create new repos private (existing keep theirs)")
     revision: str | None = option(None, "push to this branch (made if missing)")
@@ -87,7 +90,7 @@ class PublishConfig(Config):
                 _check_repo_id(name.replace("_", "-"), value)
         DatasetFolder(self.dataset).require()
         if self.run is not None:
-            RunFolder(self.run).require_model()
+            RunFolder(resolve_run(self.run)).require_model()
 
     @property
     def hub(self) -> str:
@@ -98,7 +101,7 @@ def default_targets(cfg: PublishConfig) -> list[Target]:
     """The dataset, and the model when a run is given."""
     targets: list[Target] = [DatasetTarget(cfg, cfg.dataset_repo)]
     if cfg.run is not None and cfg.model_repo is not None:
-        targets.append(ModelTarget(cfg, cfg.model_repo, cfg.run))
+        targets.append(ModelTarget(cfg, cfg.model_repo, resolve_run(cfg.run)))
     return targets
 
 

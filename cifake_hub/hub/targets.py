@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from cifake_hub.dataset_folder import DatasetFolder, set_dataset_yaml
-from cifake_hub.outputs import MARKER
+from cifake_hub.outputs import MARKER, portable_record
 from cifake_hub.training.run_folder import RunFolder
 
 if TYPE_CHECKING:
@@ -256,7 +256,9 @@ class ModelTarget(Target):
             if not path.exists():
                 continue
             data = json.loads(path.read_text())
-            portable = _portable(data, {"dataset": self.cfg.dataset_repo, "model": self.repo_id})
+            portable = portable_record(
+                data, {"dataset": self.cfg.dataset_repo, "model": self.repo_id}
+            )
             if portable != data:
                 path.write_text(json.dumps(portable, indent=1) + "\n")
         card = render_model_card(
@@ -311,22 +313,3 @@ class ModelTarget(Target):
 
     def verified(self, check: dict[str, Any]) -> str:
         return f"{check['files']} hashes, {check['images_predicted']} predictions equal"
-
-
-def _portable(data: Any, repos: dict[str, str]) -> Any:
-    """``data`` with every entry named in ``repos`` (``dataset``, ``model``) that holds a local
-    path replaced by that repo id."""
-    if isinstance(data, dict):
-        return {
-            k: repos[k]
-            if k in repos and isinstance(v, str) and _is_local(v)
-            else _portable(v, repos)
-            for k, v in data.items()
-        }
-    if isinstance(data, list):
-        return [_portable(v, repos) for v in data]
-    return data
-
-
-def _is_local(value: str) -> bool:
-    return Path(value).is_absolute() or Path(value).exists()
