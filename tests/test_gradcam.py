@@ -269,7 +269,12 @@ keras = import_keras()
 model = keras.saving.load_model(sys.argv[1])
 x = np.load(sys.argv[2])
 maps = {m: gradcam(model, x, method=m).heatmaps for m in ("gradcam", "layercam")}
-np.savez(sys.argv[3], probability=model.predict(x, verbose=0)[:, 0], **maps)
+from cifake_hub.explain.road import road
+first = gradcam(model, x)
+curves = road(lambda b: model.predict(b, verbose=0), x, first.explained,
+              {"gradcam": first.heatmaps}, levels=(0.2, 0.6))
+np.savez(sys.argv[3], probability=model.predict(x, verbose=0)[:, 0],
+         morf=curves[0].morf, lerf=curves[0].lerf, **maps)
 # Fine-tuning in PyTorch through Keras: one epoch on these images moves the weights.
 before = [w.copy() for w in model.get_weights()]
 model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
@@ -305,3 +310,13 @@ def test_torch_backend_loads_explains_and_fine_tunes_like_tensorflow(small_run, 
         np.testing.assert_allclose(
             got[method], gradcam(model, x, method=method).heatmaps, atol=1e-4
         )
+    # ROAD, the faithfulness test, agrees across backends too (same maps, same noise).
+    from cifake_hub.explain.road import road
+
+    first = gradcam(model, x)
+    (curve,) = road(
+        lambda b: model.predict(b, verbose=0), x, first.explained, {"gradcam": first.heatmaps},
+        levels=(0.2, 0.6),
+    )  # fmt: skip
+    np.testing.assert_allclose(got["morf"], curve.morf, atol=1e-4)
+    np.testing.assert_allclose(got["lerf"], curve.lerf, atol=1e-4)
