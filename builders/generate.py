@@ -1,5 +1,10 @@
-"""FAKE images with Stable Diffusion (diffusers), as in the paper: Table 1 prompts, Euler
-Ancestral, 50 steps, 512 px renders resized to 32 px with bilinear interpolation.
+"""FAKE images with a diffusers text-to-image pipeline. With Stable Diffusion 1.4 it is the
+paper's recipe: Table 1 prompts, Euler Ancestral, 50 steps, 512 px renders resized to 32 px
+with bilinear interpolation. Any other text-to-image model loads through diffusers'
+``AutoPipelineForText2Image``, with its family's policy (:data:`FAMILIES`): Euler Ancestral
+where the model's scheduler config allows it (as in the paper), its own scheduler otherwise
+(flow-matching models), its native render size, and the family's steps and guidance unless
+given; every row records what was used.
 
 Reproducibility: every image has its own CPU ``torch.Generator``, seeded from (base seed,
 split, class, index, attempt). Euler Ancestral draws fresh noise at every step from that
@@ -24,10 +29,9 @@ from cifake_hub.builders.prompts import prompt_for
 from cifake_hub.config import Config, option
 from cifake_hub.errors import CifakeError, ConfigError
 from cifake_hub.images import encode_png, resize_to_final
-from cifake_hub.schema import FAKE, TINY_MODEL_ID, make_row
+from cifake_hub.schema import FAKE, TINY_MODEL_IDS, make_row
 
 DEFAULT_MODEL = "CompVis/stable-diffusion-v1-4"
-SCHEDULER = "EulerAncestralDiscreteScheduler"
 SOURCE = "generator"
 
 
@@ -35,14 +39,18 @@ SOURCE = "generator"
 class GeneratorConfig(Config):
     model_id: str = option(
         DEFAULT_MODEL,
-        "SD-family model id or local folder, or 'tiny' (random weights, offline)",
+        "diffusers text-to-image model id or local folder, or a random-weight pipeline "
+        "(tiny, tiny-sdxl, tiny-pixart: offline)",
         flag="--generator",
         metavar="MODEL",
     )
-    steps: int = option(50, "denoising steps")
-    # diffusers' default for Stable Diffusion.
-    guidance_scale: float = option(7.5, "classifier-free guidance scale")
-    render_size: int = option(0, "render size in pixels; 0: 512 (the paper), 64 for 'tiny'")
+    steps: int | None = option(None, "denoising steps (default: the family's; SD 1.x: 50)")
+    guidance_scale: float | None = option(
+        None, "classifier-free guidance scale (default: the family's; SD 1.x: 7.5)"
+    )
+    render_size: int = option(
+        0, "render size in pixels; 0: the model's native size (SD 1.4: 512), 64 for tiny ones"
+    )
     batch_size: int = option(8, "images per pipeline call")
     device: str = option("auto", "auto, cuda[:N], mps or cpu")
     seed: int = option(0, "base seed: each image's seed comes from it, its split, class, index")
@@ -51,13 +59,16 @@ class GeneratorConfig(Config):
     )
 
     def __post_init__(self) -> None:
-        if self.render_size == 0:
-            object.__setattr__(self, "render_size", 64 if self.model_id == "tiny" else 512)
+        if self.render_size == 0 and (self.model_id in TINY_MODEL_IDS or self.is_paper_model):
+            object.__setattr__(self, "render_size", 64 if self.model_id in TINY_MODEL_IDS else 512)
         checks = [
-            (self.steps >= 1, f"steps must be >= 1, got {self.steps}"),
-            (self.guidance_scale >= 0, f"guidance scale must be >= 0, got {self.guidance_scale}"),
+            (self.steps is None or self.steps >= 1, f"steps must be >= 1, got {self.steps}"),
             (
-                self.render_size >= 8 and self.render_size % 8 == 0,
+                self.guidance_scale is None or self.guidance_scale >= 0,
+                f"guidance scale must be >= 0, got {self.guidance_scale}",
+            ),
+            (
+                self.render_size == 0 or (self.render_size >= 8 and self.render_size % 8 == 0),
                 f"render size must be a multiple of 8 (>= 8), got {self.render_size}",
             ),
             (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
@@ -72,8 +83,79 @@ class GeneratorConfig(Config):
                 raise ConfigError(message)
 
     @property
+    def is_paper_model(self) -> bool:
+        return self.model_id == DEFAULT_MODEL
+
+    @property
     def recorded_model_id(self) -> str:
-        return TINY_MODEL_ID if self.model_id == "tiny" else self.model_id
+        return TINY_MODEL_IDS.get(self.model_id, self.model_id)
+
+
+@dataclass(frozen=True)
+class Family:
+    """How a family of pipelines is driven when the user does not say otherwise."""
+
+    name: str
+    steps: int
+    guidance_scale: float
+
+
+# By pipeline class. SD 1.x/2.x keep the paper's settings; the others use their model
+# cards' usual values.
+FAMILIES = {
+    "StableDiffusionPipeline": Family("sd", 50, 7.5),
+    "StableDiffusionXLPipeline": Family("sdxl", 50, 5.0),
+    "PixArtAlphaPipeline": Family("pixart", 20, 4.5),
+    "PixArtSigmaPipeline": Family("pixart", 20, 4.5),
+    "StableDiffusion3Pipeline": Family("sd3", 28, 7.0),
+    "FluxPipeline": Family("flux", 28, 3.5),
+}
+OTHER_FAMILY = Family("other", 50, 7.5)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a generator actually runs with (the config resolved against the pipeline)."""
+
+    family: str
+    scheduler: str
+    steps: int
+    guidance_scale: float
+    render_size: int
+    extra: tuple[tuple[str, Any], ...]  # pipeline-specific call arguments
+
+
+def resolve_settings(config: GeneratorConfig, pipe: Any) -> Settings:
+    """The family's policy for ``pipe``, with the user's values where given."""
+    import inspect
+
+    family = FAMILIES.get(type(pipe).__name__, OTHER_FAMILY)
+    accepts = inspect.signature(pipe.__call__).parameters
+    extra = []
+    if "clean_caption" in accepts:  # PixArt: needs bs4/ftfy, changes prompts
+        extra.append(("clean_caption", False))
+    if "use_resolution_binning" in accepts:  # PixArt: snaps sizes to its training bins
+        extra.append(("use_resolution_binning", False))
+    return Settings(
+        family=family.name,
+        scheduler=type(pipe.scheduler).__name__,
+        steps=config.steps or family.steps,
+        guidance_scale=family.guidance_scale
+        if config.guidance_scale is None
+        else config.guidance_scale,
+        render_size=config.render_size or native_size(pipe),
+        extra=tuple(extra),
+    )
+
+
+def native_size(pipe: Any) -> int:
+    """The render size a pipeline makes by default (its denoiser's sample size in pixels)."""
+    denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    sample = getattr(getattr(denoiser, "config", None), "sample_size", None)
+    factor = getattr(pipe, "vae_scale_factor", 8)
+    if isinstance(sample, (list, tuple)):
+        sample = sample[0]
+    return int(sample * factor) if sample else 512
 
 
 @dataclass(frozen=True)
@@ -113,25 +195,32 @@ def pick_device(requested: str) -> str:
 
 
 def load_pipeline(config: GeneratorConfig, device: str) -> Any:
-    """The diffusers pipeline with Euler Ancestral built from the model's scheduler config."""
+    """The diffusers pipeline, with Euler Ancestral built from the model's scheduler config
+    where the scheduler is one Euler Ancestral can replace (as the paper did for SD 1.4)."""
     import torch
-    from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionPipeline
+    from diffusers import AutoPipelineForText2Image, EulerAncestralDiscreteScheduler
 
-    if config.model_id == "tiny":
-        from cifake_hub.builders.tiny_pipeline import build_tiny_pipeline
+    if config.model_id in TINY_MODEL_IDS:
+        from cifake_hub.builders import tiny_pipeline
 
-        pipe = build_tiny_pipeline()
+        build = {
+            "tiny": tiny_pipeline.build_tiny_pipeline,
+            "tiny-sdxl": tiny_pipeline.build_tiny_sdxl_pipeline,
+            "tiny-pixart": tiny_pipeline.build_tiny_pixart_pipeline,
+        }[config.model_id]
+        pipe = build()
     else:
         dtype = torch.float16 if device.startswith("cuda") else torch.float32
         try:
-            pipe = StableDiffusionPipeline.from_pretrained(config.model_id, torch_dtype=dtype)
+            pipe = AutoPipelineForText2Image.from_pretrained(config.model_id, torch_dtype=dtype)
         except (OSError, ValueError) as exc:
             raise CifakeError(
                 f"cannot load {config.model_id!r} ({type(exc).__name__}); without network, give "
                 "a local folder (--generator PATH), or download it once and set "
                 "HF_HUB_OFFLINE=1 to use the Hub cache"
             ) from exc
-    pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(pipe.scheduler.config)
+    if EulerAncestralDiscreteScheduler in getattr(pipe.scheduler, "compatibles", []):
+        pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     # diffusers uses PyTorch's scaled-dot-product attention by default (torch >= 2).
     return pipe.to(device)
@@ -151,24 +240,27 @@ class FakeImageGenerator:
         self.config = config
         self.device = pick_device(config.device)
         self.pipe = pipeline if pipeline is not None else load_pipeline(config, self.device)
+        self.settings = resolve_settings(config, self.pipe)
         self.blacked_out = 0  # renders replaced because the safety checker blacked them out
 
     def render(self, prompts: list[str], seeds: list[int]) -> tuple[np.ndarray, list[bool]]:
         """Renders (N, R, R, 3) uint8 and whether each was blacked out."""
         import torch
 
-        cfg = self.config
+        run = self.settings
         out = self.pipe(
             prompt=prompts,
-            num_inference_steps=cfg.steps,
-            guidance_scale=cfg.guidance_scale,
-            height=cfg.render_size,
-            width=cfg.render_size,
+            num_inference_steps=run.steps,
+            guidance_scale=run.guidance_scale,
+            height=run.render_size,
+            width=run.render_size,
             generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
             output_type="np",
+            **dict(run.extra),
         )
         images = np.clip(np.round(np.asarray(out.images) * 255), 0, 255).astype(np.uint8)
-        flagged = list(out.nsfw_content_detected or [False] * len(images))
+        # Only pipelines with a safety checker say what it flagged.
+        flagged = list(getattr(out, "nsfw_content_detected", None) or [False] * len(images))
         black = [bool(f) or int(img.max()) == 0 for f, img in zip(flagged, images, strict=True)]
         return images, black
 
@@ -201,7 +293,7 @@ class FakeImageGenerator:
     def _row(
         self, job: Job, render: np.ndarray, attempts: int, batch: int, position: int
     ) -> Generated:
-        cfg = self.config
+        cfg, run = self.config, self.settings
         row = make_row(
             encode_png(resize_to_final(render)),
             FAKE,
@@ -212,10 +304,10 @@ class FakeImageGenerator:
             prompt=prompt_for(job.category, job.index),
             seed=image_seed(cfg.seed, job, attempts - 1),
             model_id=cfg.recorded_model_id,
-            scheduler=SCHEDULER,
-            steps=cfg.steps,
-            guidance_scale=cfg.guidance_scale,
-            render_size=cfg.render_size,
+            scheduler=run.scheduler,
+            steps=run.steps,
+            guidance_scale=run.guidance_scale,
+            render_size=run.render_size,
             batch_size=batch,
             batch_index=position,
         )

@@ -17,7 +17,7 @@ from cifake_hub.cards.common import CITATIONS, TEMPLATES, fmt_int, size_category
 from cifake_hub.dataset_folder import DatasetFolder
 from cifake_hub.errors import DatasetFolderError
 from cifake_hub.outputs import atomic_write_text
-from cifake_hub.schema import CLASS_NAMES, KAGGLE_SOURCE, LABEL_NAMES, SPLITS, TINY_MODEL_ID
+from cifake_hub.schema import CLASS_NAMES, KAGGLE_SOURCE, LABEL_NAMES, SPLITS, TINY_MODEL_IDS
 
 TEMPLATE = TEMPLATES / "dataset_card.md.j2"
 _STANDARD_LUMA = (  # the JPEG standard's luminance table (Annex K), in zig-zag order
@@ -263,7 +263,8 @@ def render_dataset_card(
         }
         for (m, s, st, g, r), n in sorted(stats["generators"].items(), key=lambda kv: str(kv[0]))
     ]
-    noise = next((g["model_id"] for g in generators if g["model_id"] == TINY_MODEL_ID), None)
+    tiny = set(TINY_MODEL_IDS.values())
+    noise = next((g["model_id"] for g in generators if g["model_id"] in tiny), None)
     card = DatasetCard.from_template(
         card_data,
         template_path=str(TEMPLATE),

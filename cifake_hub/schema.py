@@ -54,6 +54,12 @@ COLUMNS: tuple[str, ...] = ("image", "label", "category", *PROVENANCE_COLUMNS)
 # Provenance values that the dataset card explains.
 KAGGLE_SOURCE = "kaggle-cifake"  # `source` of rows imported from the Kaggle CIFAKE download
 TINY_MODEL_ID = "tiny-random-sd"  # `model_id` of the random-weight test pipeline: noise images
+# Every random-weight pipeline (--generator NAME -> the `model_id` its rows record).
+TINY_MODEL_IDS = {
+    "tiny": TINY_MODEL_ID,
+    "tiny-sdxl": "tiny-random-sdxl",
+    "tiny-pixart": "tiny-random-pixart",
+}
 
 
 def features() -> datasets.Features:

@@ -121,3 +121,24 @@ def test_units_are_disjoint_and_complete():
     assert len(jobs) == len(set(jobs)) == 10 * 300
     with pytest.raises(ConfigError, match="shard index 2"):
         BuildConfig(out="x", num_shards=2, shard_index=2)
+
+
+@pytest.mark.parametrize("name", ["tiny-sdxl", "tiny-pixart"])
+def test_build_with_another_pipeline_family(reference, tmp_path, name):
+    from cifake_hub.schema import TINY_MODEL_IDS
+
+    tar, _, _ = reference
+    out = tmp_path / name
+    cmd = _build_cmd(out, tar, "--per-class-train", "1", "--per-class-test", "1")
+    cmd[cmd.index("--generator") + 1] = name
+    subprocess.run(cmd, check=True, capture_output=True, env=ENV)
+    rows = _rows(out)
+    fakes = [r for split in rows.values() for r in split if r["label"] == 0]
+    assert len(fakes) == 20
+    assert {(r["model_id"], r["steps"], r["render_size"]) for r in fakes} == {
+        (TINY_MODEL_IDS[name], 2, 64)
+    }
+    from cifake_hub.cards.dataset_card import render_dataset_card
+
+    card = str(render_dataset_card(out))
+    assert f"`{TINY_MODEL_IDS[name]}`): they are noise" in card

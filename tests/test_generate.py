@@ -5,7 +5,6 @@ import io
 import numpy as np
 import pytest
 from cifake_hub.builders.generate import (
-    SCHEDULER,
     FakeImageGenerator,
     GeneratorConfig,
     Job,
@@ -16,7 +15,7 @@ from PIL import Image
 
 from cifake_hub.errors import CifakeError, ConfigError
 from cifake_hub.images import resize_to_final
-from cifake_hub.schema import TINY_MODEL_ID
+from cifake_hub.schema import TINY_MODEL_ID, TINY_MODEL_IDS
 
 CFG = GeneratorConfig(model_id="tiny", steps=4, batch_size=3, seed=7)
 
@@ -43,7 +42,11 @@ def test_rows_have_full_provenance(generator):
         )
         assert row["prompt"] == prompt_for(job.category, job.index)
         assert row["seed"] == image_seed(7, job) and g.attempts == 1
-        assert (row["model_id"], row["scheduler"], row["steps"]) == (TINY_MODEL_ID, SCHEDULER, 4)
+        assert (row["model_id"], row["scheduler"], row["steps"]) == (
+            TINY_MODEL_ID,
+            "EulerAncestralDiscreteScheduler",
+            4,
+        )
         assert (row["render_size"], row["guidance_scale"], row["batch_size"]) == (64, 7.5, 3)
         assert row["batch_index"] == jobs.index(job)
 
@@ -60,6 +63,38 @@ def test_same_seed_same_bytes_and_alone_equals_batched(generator):
         assert alone.row["image"]["bytes"] == first[i]
     other = generator.generate([Job("test", 4, 0), jobs[1], Job("test", 4, 1)])
     assert other[1].row["image"]["bytes"] == first[1]  # neighbours in the batch do not matter
+
+
+@pytest.mark.parametrize(
+    ("name", "pipeline", "family", "steps", "guidance"),
+    [
+        ("tiny-sdxl", "StableDiffusionXLPipeline", "sdxl", 50, 5.0),
+        ("tiny-pixart", "PixArtAlphaPipeline", "pixart", 20, 4.5),
+    ],
+)
+def test_other_pipeline_families_run_with_their_policy(name, pipeline, family, steps, guidance):
+    from cifake_hub.builders.generate import resolve_settings
+
+    gen = FakeImageGenerator(GeneratorConfig(model_id=name, batch_size=2, seed=3))
+    assert type(gen.pipe).__name__ == pipeline
+    run = gen.settings
+    # Their schedulers (Euler, DPM-Solver) can be swapped for Euler Ancestral, as in the paper.
+    assert (run.family, run.scheduler) == (family, "EulerAncestralDiscreteScheduler")
+    assert (run.steps, run.guidance_scale, run.render_size) == (steps, guidance, 64)
+    mine = resolve_settings(GeneratorConfig(model_id=name, steps=2, guidance_scale=1.5), gen.pipe)
+    assert (mine.steps, mine.guidance_scale) == (2, 1.5)  # the user's values win
+    quick = FakeImageGenerator(GeneratorConfig(model_id=name, steps=2, batch_size=2, seed=3))
+    jobs = [Job("train", 1, 0), Job("train", 2, 0)]
+    rows = [g.row for g in quick.generate(jobs)]
+    assert [_pixels(r).shape for r in rows] == [(32, 32, 3)] * 2
+    assert rows[0]["image"]["bytes"] != rows[1]["image"]["bytes"]
+    assert (rows[0]["model_id"], rows[0]["steps"], rows[0]["scheduler"]) == (
+        TINY_MODEL_IDS[name],
+        2,
+        "EulerAncestralDiscreteScheduler",
+    )
+    again = quick.regenerate(jobs[1], rows[1]["batch_size"], rows[1]["batch_index"])
+    assert again.row["image"]["bytes"] == rows[1]["image"]["bytes"]
 
 
 def test_blacked_out_image_is_made_again():
