@@ -1,12 +1,15 @@
-"""SD 1.4 generation throughput on a CUDA GPU, with the real architecture and random weights.
+"""Generation throughput on a CUDA GPU, with a real architecture and random weights.
 
-    python bench/gpu_generate.py [--batch-sizes 1 8 16 32] [--steps 50] [--no-compile]
+    python bench/gpu_generate.py [--arch sd14|sdxl] [--size PX] [--dtype fp16|bf16]
+                                 [--batch-sizes 1 8 16 32] [--steps 50] [--no-compile]
 
-Builds UNet, VAE and CLIP text encoder from Stable Diffusion 1.4's configurations (the
-compute is the same as the real weights'), fp16, SDPA attention, Euler Ancestral, 512 px,
-classifier-free guidance 7.5, one CPU generator per image as `cifake build` does, and reports
-images/s for each batch size, without and with torch.compile on the UNet. A few minutes on
-one GPU. Goal on one H200: >= 8 images/s.
+Builds the UNet, VAE and text encoder(s) from Stable Diffusion 1.4's or SDXL's
+configurations (the compute is the same as the real weights'), SDPA attention, Euler
+Ancestral, classifier-free guidance, one CPU generator per image as `cifake build` does, and
+reports images/s for each batch size, without and with torch.compile on the UNet, so GPU
+hours per generator can be planned. SD 1.4 renders 512 px (the paper), SDXL its native
+1024 px (or `--size 512`). `--arch tiny` / `tiny-sdxl` run the same code on the random-weight
+test pipelines (a CPU smoke test). Goal for SD 1.4 on one H200: >= 8 images/s.
 """
 
 from __future__ import annotations
@@ -54,6 +57,79 @@ SD14_TEXT: dict[str, Any] = dict(
 )
 
 
+SDXL_UNET: dict[str, Any] = dict(
+    sample_size=128,
+    in_channels=4,
+    out_channels=4,
+    layers_per_block=2,
+    block_out_channels=(320, 640, 1280),
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    transformer_layers_per_block=(1, 2, 10),
+    attention_head_dim=(5, 10, 20),
+    cross_attention_dim=2048,
+    use_linear_projection=True,
+    addition_embed_type="text_time",
+    addition_time_embed_dim=256,
+    projection_class_embeddings_input_dim=2816,
+)
+SDXL_TEXT_2: dict[str, Any] = dict(
+    hidden_size=1280,
+    intermediate_size=5120,
+    num_attention_heads=20,
+    num_hidden_layers=32,
+    max_position_embeddings=77,
+    hidden_act="gelu",
+    projection_dim=1280,
+    bos_token_id=0,
+    eos_token_id=1,
+    pad_token_id=1,
+)
+# (default size, guidance) per architecture.
+ARCHS = {"sd14": (512, 7.5), "sdxl": (1024, 5.0), "tiny": (64, 7.5), "tiny-sdxl": (64, 5.0)}
+
+
+def build_sdxl(device: str, dtype: Any) -> Any:
+    from cifake_hub.builders.tiny_pipeline import _byte_vocab
+    from diffusers import (
+        AutoencoderKL,
+        EulerAncestralDiscreteScheduler,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import (
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPTextModelWithProjection,
+        CLIPTokenizer,
+    )
+
+    vocab = _byte_vocab()
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+    pipe: Any = StableDiffusionXLPipeline(
+        vae=AutoencoderKL(**{**SD14_VAE, "sample_size": 1024}),
+        unet=UNet2DConditionModel(**SDXL_UNET),
+        text_encoder=CLIPTextModel(CLIPTextConfig(vocab_size=len(vocab), **SD14_TEXT)),
+        text_encoder_2=CLIPTextModelWithProjection(
+            CLIPTextConfig(vocab_size=len(vocab), **SDXL_TEXT_2)
+        ),
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer,
+        scheduler=EulerAncestralDiscreteScheduler(
+            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1
+        ),
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device, dtype)
+
+
+def build_tiny(arch: str, device: str, dtype: Any) -> Any:
+    from cifake_hub.builders.generate import GeneratorConfig, load_pipeline
+
+    pipe = load_pipeline(GeneratorConfig(model_id=arch, device="cpu"), "cpu")
+    return pipe.to(device, dtype)
+
+
 def build(device: str, dtype: Any) -> Any:
     from cifake_hub.builders.tiny_pipeline import _byte_vocab
     from diffusers import (
@@ -81,14 +157,14 @@ def build(device: str, dtype: Any) -> Any:
     return pipe.to(device, dtype)
 
 
-def rate(pipe: Any, batch: int, steps: int, size: int, repeats: int) -> float:
+def rate(pipe: Any, batch: int, steps: int, size: int, repeats: int, guidance: float) -> float:
     import torch
 
     def once() -> None:
         pipe(
             prompt=["a photograph of a cat"] * batch,
             num_inference_steps=steps,
-            guidance_scale=7.5,
+            guidance_scale=guidance,
             height=size,
             width=size,
             output_type="np",
@@ -108,9 +184,11 @@ def rate(pipe: Any, batch: int, steps: int, size: int, repeats: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--arch", choices=tuple(ARCHS), default="sd14")
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 16, 32])
     ap.add_argument("--steps", type=int, default=50)
-    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--size", type=int, default=None, help="default: the architecture's")
+    ap.add_argument("--dtype", choices=("fp16", "bf16"), default="fp16", help="on CUDA")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile pass")
     ap.add_argument("--compile-mode", default="max-autotune-no-cudagraphs")
@@ -121,12 +199,21 @@ def main() -> None:
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = torch.float16 if device == "cuda" else torch.float32
+    half = torch.float16 if args.dtype == "fp16" else torch.bfloat16
+    dtype = half if device == "cuda" else torch.float32
+    size = args.size or ARCHS[args.arch][0]
+    guidance = ARCHS[args.arch][1]
     print(
-        f"device {device} ({torch.cuda.get_device_name() if device == 'cuda' else 'no GPU'}), "
-        f"torch {torch.__version__}, {args.size} px, {args.steps} steps, CFG 7.5, {dtype}"
+        f"{args.arch}: device {device} "
+        f"({torch.cuda.get_device_name() if device == 'cuda' else 'no GPU'}), "
+        f"torch {torch.__version__}, {size} px, {args.steps} steps, CFG {guidance}, {dtype}"
     )
-    pipe = build(device, dtype)
+    if args.arch == "sd14":
+        pipe = build(device, dtype)
+    elif args.arch == "sdxl":
+        pipe = build_sdxl(device, dtype)
+    else:
+        pipe = build_tiny(args.arch, device, dtype)
     passes = [False] if args.no_compile else [False, True]
     for compiled in passes:
         if compiled:
@@ -134,7 +221,7 @@ def main() -> None:
             pipe.unet = torch.compile(pipe.unet, mode=args.compile_mode)
         sizes = args.compile_batch_sizes or args.batch_sizes if compiled else args.batch_sizes
         for batch in sizes:
-            r = rate(pipe, batch, args.steps, args.size, args.repeats)
+            r = rate(pipe, batch, args.steps, size, args.repeats, guidance)
             print(
                 f"{'compiled' if compiled else 'eager':>8}  batch {batch:>3}: {r:6.2f} images/s",
                 flush=True,
