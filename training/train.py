@@ -247,7 +247,7 @@ def _train(
             initial_epoch=state.epochs_done,
             validation_data=(val.x, val.y.astype(np.float32)),
             validation_batch_size=512,
-            callbacks=[_Checkpoint(run, state, progress)],
+            callbacks=[_checkpoint_callback(run, state, progress)],
             verbose=0,
         )
     return _finish(run, config, recipe, state, data, precision, int(model.count_params()))
@@ -273,7 +273,7 @@ class _Named:
         self.name = name
 
 
-def _Checkpoint(run: RunFolder, state: TrainState, progress: Progress) -> Any:
+def _checkpoint_callback(run: RunFolder, state: TrainState, progress: Progress) -> Any:
     """Saves the model, the best model and the state after every epoch, atomically."""
     keras = import_keras()
 
