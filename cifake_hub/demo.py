@@ -17,6 +17,7 @@ from cifake_hub.config import Config, option
 from cifake_hub.dataset_folder import DatasetFolder
 from cifake_hub.errors import ConfigError
 from cifake_hub.outputs import check_replaceable, claim
+from cifake_hub.shipped import DETECTORS
 
 SAMPLE = Path(__file__).parent / "data" / "cifake-sample.zip"
 QUICK_TOPOLOGY = "conv=32x2,dense=64x1"  # the paper's final choice
@@ -39,6 +40,12 @@ class JobConfig(Config):
     )
     # The full search uses `cifake search`'s defaults.
     epochs: int = option(8, "epochs of the quick preset")
+    detector: str | None = option(
+        None,
+        "explain, card and publish this shipped detector (robust, strong, paper) instead of "
+        "training one",
+        metavar="NAME",
+    )
     explain_n: int = option(200, "test images Grad-CAM explains")
     dataset_repo: str | None = option(None, "publish the dataset to this repo", metavar="NS/NAME")
     model_repo: str | None = option(None, "publish the model to this repo", metavar="NS/NAME")
@@ -56,6 +63,10 @@ class JobConfig(Config):
             raise ConfigError(
                 "give --dataset-repo and --model-repo together to publish (or neither "
                 "for a dry run)"
+            )
+        if self.detector is not None and self.detector not in DETECTORS:
+            raise ConfigError(
+                f"unknown shipped detector {self.detector!r}; choose one of {DETECTORS}"
             )
         if self.src is not None and not Path(self.src).exists():
             raise ConfigError(
@@ -86,6 +97,7 @@ def run_job(out: str | Path, cfg: JobConfig, status: Callable[[str], None] = pri
     from cifake_hub.cards.model_card import write_model_card
     from cifake_hub.explain.run import ExplainConfig, explain_run
     from cifake_hub.hub.publish import PUBLISH_TREE_KIND, PublishConfig, dry_run, publish
+    from cifake_hub.training.models import copy_shipped
     from cifake_hub.training.run_folder import RunFolder
     from cifake_hub.training.search import SearchConfig, run_search
 
@@ -102,15 +114,20 @@ def run_job(out: str | Path, cfg: JobConfig, status: Callable[[str], None] = pri
         dataset = out / ("cifake-sample" if cfg.src is None else "cifake")
         status(f"1/5 importing {src} into {dataset}")
         import_kaggle(ImportConfig(src=str(src), out=str(dataset)), overwrite=True)
-    run = out / "run"
-    search: dict[str, Any] = (
-        {"topology": QUICK_TOPOLOGY, "epochs": cfg.epochs, "batch_size": 32}
-        if cfg.search == "quick"
-        else {}
-    )
-    what = f"{QUICK_TOPOLOGY} ({cfg.epochs} epochs)" if search else "all 36 topologies"
-    status(f"2/5 training {what} into {run}")
-    run_search(dataset, run, SearchConfig(**search), on_status=status)
+    if cfg.detector is not None:
+        run = out / f"run-{cfg.detector}"
+        status(f"2/5 the shipped detector {cfg.detector!r} into {run} (no training)")
+        copy_shipped(cfg.detector, run)
+    else:
+        run = out / "run"
+        search: dict[str, Any] = (
+            {"topology": QUICK_TOPOLOGY, "epochs": cfg.epochs, "batch_size": 32}
+            if cfg.search == "quick"
+            else {}
+        )
+        what = f"{QUICK_TOPOLOGY} ({cfg.epochs} epochs)" if search else "all 36 topologies"
+        status(f"2/5 training {what} into {run}")
+        run_search(dataset, run, SearchConfig(**search), on_status=status)
     status(f"3/5 Grad-CAM and the deletion test on {cfg.explain_n} test images")
     explain_run(run, ExplainConfig(dataset=str(dataset), split="test", n=cfg.explain_n))
     status("4/5 dataset and model cards")

@@ -65,8 +65,9 @@ def resolve_run(spec: str | Path) -> Path:
 
 
 def copy_shipped(name: str, out: str | Path) -> Path:
-    """A run folder at ``out`` (new or empty) holding the shipped detector ``name``'s files,
-    for the commands that write into a run folder (explain, evaluate, cards)."""
+    """A run folder at ``out`` (new, empty, or made by this call before) holding the shipped
+    detector ``name``'s files, for the commands that write into a run folder (explain,
+    evaluate, cards); the shipped files are copied again over an earlier copy."""
     import shutil
 
     from cifake_hub.outputs import claim
@@ -76,8 +77,10 @@ def copy_shipped(name: str, out: str | Path) -> Path:
         raise CifakeError(f"{name!r} is not a shipped detector ({', '.join(DETECTORS)})")
     target = claim(out, RunFolder.KIND)
     for item in source.iterdir():
-        copy = shutil.copytree if item.is_dir() else shutil.copy2
-        copy(item, target / item.name)
+        if item.is_dir():
+            shutil.copytree(item, target / item.name, dirs_exist_ok=True)
+        else:
+            shutil.copy2(item, target / item.name)
     return target
 
 
