@@ -41,7 +41,7 @@ def _training(run: RunFolder) -> tuple[str, str, dict[str, Any], int, list[tuple
 def _cost(r: Any) -> list[tuple[str, Any]]:
     return [
         ("training images", f"{r.train_images:,}"),
-        ("training time", f"{r.train_seconds:,.0f} s on a 2-core CPU (no GPU)"),
+        ("training time", f"{r.train_seconds:,.0f} s ({r.train_seconds / 3600:.2f} h)"),
         ("throughput", f"{r.train_images_per_second:,.0f} images/s"),
     ]
 
