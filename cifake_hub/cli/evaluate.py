@@ -63,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
         )
     console.print(line)
     leak = report["leakage"]
-    console.print(f"test rows also in train (exact pixels): {leak['rows_also_in_train']:,}")
+    console.print(
+        f"{report['split']} rows whose pixels are also in the rows trained on: "
+        f"{leak['rows_also_in_train']:,}"
+    )
     console.print(f"evaluation: {result.out}")
     return 0
