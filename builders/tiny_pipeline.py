@@ -31,52 +31,13 @@ def _byte_vocab() -> dict[str, int]:
 def build_tiny_pipeline(seed: int = 0) -> Any:
     """A StableDiffusionPipeline with tiny random weights (fixed by ``seed``)."""
     import torch
-    from diffusers import (
-        AutoencoderKL,
-        EulerAncestralDiscreteScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionPipeline
 
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        sample_size=64,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=4,
-        norm_num_groups=4,
-    )
-    vae = AutoencoderKL(
-        block_out_channels=(8, 16),
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=64,
-    )
-    vocab = _byte_vocab()
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=1,
-            hidden_size=32,
-            intermediate_size=37,
-            num_attention_heads=4,
-            num_hidden_layers=2,
-            vocab_size=len(vocab),
-            max_position_embeddings=77,
-        )
-    )
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+    # Built in this order (UNet, VAE, text encoder) so the seed gives the same weights.
+    unet = _tiny_unet(cross_attention_dim=32)
+    vae = _tiny_vae()
+    text_encoder, tokenizer = _tiny_clip(projection=False, hidden=32)
     # SD 1.4's scheduler configuration, so Euler Ancestral is built the same way.
     scheduler = EulerAncestralDiscreteScheduler(
         beta_start=0.00085,
