@@ -35,3 +35,17 @@ def progress_bar(description: str, total: int | None = None) -> Iterator[Progres
     ) as bar:
         bar.add_task(description, total=total)
         yield bar
+
+
+def info_bars() -> Progress:
+    """A progress display for several tasks, each with an ``info`` field shown after its
+    bar (the epochs of `cifake search` and `cifake train`)."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    )

@@ -26,22 +26,11 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
-    from rich.progress import Progress as RichProgress
-
-    from cifake_hub.progress import console
+    from cifake_hub.progress import console, info_bars
     from cifake_hub.training.search import Progress, SearchConfig, run_search
 
     config = config_from_args(SearchConfig, args)
-    bars = RichProgress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        console=console,
-        disable=not console.is_terminal,
-    )
+    bars = info_bars()
     log = console.print
 
     class Display(Progress):

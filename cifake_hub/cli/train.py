@@ -29,11 +29,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
-    from rich.progress import Progress as RichProgress
-
     from cifake_hub.errors import ConfigError
-    from cifake_hub.progress import console
+    from cifake_hub.progress import console, info_bars
     from cifake_hub.training.search import Progress
     from cifake_hub.training.train import TrainConfig, recipe_table, run_training
 
@@ -43,15 +40,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.dataset or not args.out:
         raise ConfigError("give DATASET and --out RUN_DIR (or --list-recipes)")
     config = config_from_args(TrainConfig, args)
-    bars = RichProgress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        console=console,
-        disable=not console.is_terminal,
-    )
+    bars = info_bars()
     log = console.print
 
     class Display(Progress):
