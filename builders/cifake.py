@@ -19,19 +19,21 @@ from typing import Any
 import datasets
 import pyarrow.parquet as pq
 from cifake_hub.builders.folder import DatasetFolderWriter
-from cifake_hub.builders.generate import FakeImageGenerator, GeneratorConfig
+from cifake_hub.builders.generate import GeneratorConfig, recorded_id
 from cifake_hub.builders.sources import parse_source
 from cifake_hub.builders.units import (
     BuildConfig,
+    check_plan,
     make_units,
     shard_images,
     unit_path,
+    unit_record,
     units,
     wait_for_units,
 )
 
 from cifake_hub.dataset_folder import DatasetFolder
-from cifake_hub.outputs import check_replaceable, claim
+from cifake_hub.outputs import atomic_write_text, check_replaceable, claim, json_text
 from cifake_hub.schema import SPLITS, features
 
 
@@ -45,7 +47,7 @@ class CifakeBuilder(datasets.GeneratorBasedBuilder):
         super().__init__(*args, **kwargs)
 
     def _info(self) -> datasets.DatasetInfo:
-        return datasets.DatasetInfo(features=features())
+        return datasets.DatasetInfo(features=features(self.build_config.generator_names))
 
     def _split_generators(self, dl_manager: Any) -> list[datasets.SplitGenerator]:
         return [
@@ -58,10 +60,10 @@ class CifakeBuilder(datasets.GeneratorBasedBuilder):
         cfg = self.build_config
         for row in parse_source(cfg.real).rows(split, per_class=cfg.per_class(split)):
             yield f"REAL/{row['category']}/{row['source_index']}", row
-        for name, _ in units(cfg):
-            if not name.startswith(split + "-"):
+        for unit in units(cfg):
+            if unit.jobs[0].split != split:
                 continue
-            table = pq.read_table(unit_path(Path(cfg.out), name))
+            table = pq.read_table(unit_path(Path(cfg.out), unit.name))
             for row in table.to_pylist():
                 yield f"FAKE/{row['category']}/{row['source_index']}", row
 
@@ -79,16 +81,55 @@ def assemble(
         # The builder is used for its split and example generators only; datasets still puts
         # a lock file into its cache folder, which must not end up among the checkpoints.
         tempfile.TemporaryDirectory(prefix="cifake-builder-") as cache,
-        DatasetFolderWriter(dataset.path, overwrite=overwrite, keep=(dataset.WORK,)) as writer,
+        DatasetFolderWriter(
+            dataset.path,
+            overwrite=overwrite,
+            keep=(dataset.WORK,),
+            generators=config.generator_names,
+        ) as writer,
     ):
         builder = CifakeBuilder(cache_dir=cache, build_config=config)
         for split in builder._split_generators(None):
             for _, row in builder._generate_examples(**split.gen_kwargs):
                 writer.add(split.name, row)
         stats = writer.close(pretty_name="CIFAKE (generated)")
+        atomic_write_text(
+            DatasetFolder(writer.folder).file(DatasetFolder.BUILD_REPORT),
+            json_text(build_report(config)),
+        )
         if extra is not None:
             extra(writer.folder)
     return {split: s.num_examples for split, s in stats.items()}
+
+
+def build_report(config: BuildConfig) -> dict[str, Any]:
+    """Per generator: its ``--generator`` value, FAKE images per class and split, the family
+    of its settings, and images, generation seconds and devices summed over its unit files
+    (so a resumed or sharded build reports all of its work)."""
+    entries = []
+    for g, spec in enumerate(config.specs):
+        records = [
+            unit_record(unit_path(Path(config.out), u.name))
+            for u in units(config)
+            if u.generator == g
+        ]
+        # Units written before units recorded how they were made have no record.
+        records = [r for r in records if r]
+        images = sum(r["images"] for r in records)
+        seconds = round(sum(r["seconds"] for r in records), 3)
+        entries.append(
+            {
+                "generator": recorded_id(spec.model_id),
+                "spec": config.generators[g],
+                "per_class": {split: config.quotas(split)[g] for split in SPLITS},
+                "family": records[0]["family"] if records else None,
+                "devices": sorted({r["device"] for r in records}),
+                "images_timed": images,
+                "seconds": seconds,
+                "seconds_per_image": round(seconds / images, 4) if images else None,
+            }
+        )
+    return {"generators": sorted(entries, key=lambda e: e["generator"])}
 
 
 @dataclass
@@ -115,10 +156,10 @@ def build_dataset(
     check_replaceable(
         config.out, DatasetFolder.KIND, overwrite=overwrite, keep=(DatasetFolder.WORK,)
     )
+    check_plan(config, gen_config, overwrite=overwrite)
     todo = shard_images(config)
-    generator = FakeImageGenerator(gen_config)
-    made = make_units(config, generator, progress=progress)
-    outcome = BuildOutcome(made, todo, generator.blacked_out, None)
+    made, blacked_out = make_units(config, gen_config, progress=progress)
+    outcome = BuildOutcome(made, todo, blacked_out, None)
     if config.rank != 0:
         return outcome
     wait_for_units(config)

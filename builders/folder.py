@@ -6,7 +6,7 @@ Rows are streamed into row groups, so memory stays bounded whatever the size of 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,6 +111,7 @@ class DatasetFolderWriter:
         overwrite: bool = False,
         keep: tuple[str, ...] = (),
         shard_rows: int = SHARD_ROWS,
+        generators: Sequence[str] = (),
     ):
         if shard_rows < 1:
             raise DatasetFolderError(f"shard_rows must be >= 1, got {shard_rows}")
@@ -119,7 +120,7 @@ class DatasetFolderWriter:
         self.folder = self._target.staging
         self.data_dir = DatasetFolder(self.folder).data_dir
         self.data_dir.mkdir()
-        self.features = features()
+        self.features = features(generators)
         self.schema = self.features.arrow_schema
         self.shard_rows = shard_rows
         self._splits: dict[str, _SplitWriter] = {}
@@ -148,7 +149,7 @@ class DatasetFolderWriter:
                 self.stats[split] = self._splits[split].close()
         if not self.stats:
             raise DatasetFolderError(f"no rows were written to {self.out_dir}")
-        write_card_yaml(self.folder, self.stats, pretty_name=pretty_name, body=body)
+        write_card_yaml(self.folder, self.stats, self.features, pretty_name=pretty_name, body=body)
         self._closed = True
         return self.stats
 
@@ -168,7 +169,12 @@ class DatasetFolderWriter:
 
 
 def write_card_yaml(
-    out_dir: Path, stats: Mapping[str, SplitStats], *, pretty_name: str, body: str | None
+    out_dir: Path,
+    stats: Mapping[str, SplitStats],
+    row_features: Any,
+    *,
+    pretty_name: str,
+    body: str | None,
 ) -> Path:
     """Write ``README.md`` whose YAML declares our features, splits, sizes and data files.
 
@@ -188,7 +194,7 @@ def write_card_yaml(
             datasets.SplitInfo(name=name, num_bytes=s.num_bytes, num_examples=s.num_examples)
         )
     size = sum(f.stat().st_size for f in folder.shards())
-    set_dataset_yaml(data, features(), splits, size)
+    set_dataset_yaml(data, row_features, splits, size)
     card.data = data
     card.save(folder.card)
     return folder.card

@@ -18,6 +18,7 @@ records the seed actually used.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass
@@ -29,27 +30,25 @@ from cifake_hub.builders.prompts import prompt_for
 from cifake_hub.config import Config, option
 from cifake_hub.errors import CifakeError, ConfigError
 from cifake_hub.images import encode_png, resize_to_final
-from cifake_hub.schema import FAKE, TINY_MODEL_IDS, make_row
+from cifake_hub.schema import FAKE, PAPER_GENERATOR, TINY_MODEL_IDS, make_row
 
-DEFAULT_MODEL = "CompVis/stable-diffusion-v1-4"
+DEFAULT_MODEL = PAPER_GENERATOR
 SOURCE = "generator"
+TINY_SIZE = 64  # random-weight pipelines render small: they make noise at any size
 
 
 @dataclass(frozen=True)
 class GeneratorConfig(Config):
-    model_id: str = option(
-        DEFAULT_MODEL,
-        "diffusers text-to-image model id or local folder, or a random-weight pipeline "
-        "(tiny, tiny-sdxl, tiny-pixart: offline)",
-        flag="--generator",
-        metavar="MODEL",
-    )
+    # The build's `--generator` values (BuildConfig.generators) each set this field.
+    model_id: str = option(DEFAULT_MODEL, cli=False)
     steps: int | None = option(None, "denoising steps (default: the family's; SD 1.x: 50)")
     guidance_scale: float | None = option(
         None, "classifier-free guidance scale (default: the family's; SD 1.x: 7.5)"
     )
     render_size: int = option(
-        0, "render size in pixels; 0: the model's native size (SD 1.4: 512), 64 for tiny ones"
+        0,
+        "render size in pixels, for every generator; 0: each model's native size (SD 1.4: "
+        f"512; {TINY_SIZE} for the tiny ones)",
     )
     batch_size: int = option(8, "images per pipeline call")
     device: str = option("auto", "auto, cuda[:N], mps or cpu")
@@ -59,8 +58,6 @@ class GeneratorConfig(Config):
     )
 
     def __post_init__(self) -> None:
-        if self.render_size == 0 and (self.model_id in TINY_MODEL_IDS or self.is_paper_model):
-            object.__setattr__(self, "render_size", 64 if self.model_id in TINY_MODEL_IDS else 512)
         checks = [
             (self.steps is None or self.steps >= 1, f"steps must be >= 1, got {self.steps}"),
             (
@@ -88,7 +85,73 @@ class GeneratorConfig(Config):
 
     @property
     def recorded_model_id(self) -> str:
-        return TINY_MODEL_IDS.get(self.model_id, self.model_id)
+        return recorded_id(self.model_id)
+
+
+def recorded_id(model_id: str) -> str:
+    """The ``model_id`` (and ``generator`` name) rows of ``model_id`` record."""
+    return TINY_MODEL_IDS.get(model_id, model_id)
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """One ``--generator`` value: ``MODEL[:N][,steps=S][,guidance=G][,size=R]``.
+
+    ``N`` is the generator's share of each class's FAKE quota (given for all generators or
+    for none: none splits it evenly); the settings override the shared ones for this
+    generator only."""
+
+    model_id: str
+    share: int | None = None
+    steps: int | None = None
+    guidance_scale: float | None = None
+    render_size: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> GeneratorSpec:
+        head, *settings = [part.strip() for part in text.split(",")]
+        model_id, share = head, None
+        name, sep, count = head.rpartition(":")
+        if sep and count.isdigit():  # a local path may hold ':' too, but not end in ':digits'
+            model_id, share = name, int(count)
+        values: dict[str, Any] = {}
+        for item in settings:
+            key, _, value = item.partition("=")
+            field, kind = _SPEC_SETTINGS.get(key.strip(), (None, None))
+            try:
+                if field is None or kind is None:
+                    raise ValueError
+                values[field] = kind(value)
+            except ValueError:
+                raise ConfigError(
+                    f"--generator {text!r}: cannot read {item!r}; write "
+                    "MODEL[:N][,steps=S][,guidance=G][,size=R]"
+                ) from None
+        if not model_id or (share is not None and share < 1):
+            raise ConfigError(
+                f"--generator {text!r}: need a model id and a share N >= 1 (MODEL[:N])"
+            )
+        return cls(model_id, share, **values)
+
+    def config(self, shared: GeneratorConfig) -> GeneratorConfig:
+        """The shared settings with this generator's model and overrides."""
+        return dataclasses.replace(
+            shared,
+            model_id=self.model_id,
+            steps=self.steps if self.steps is not None else shared.steps,
+            guidance_scale=self.guidance_scale
+            if self.guidance_scale is not None
+            else shared.guidance_scale,
+            # 0 again: the new model's native size, unless given for it or for all.
+            render_size=self.render_size or shared.render_size,
+        )
+
+
+_SPEC_SETTINGS: dict[str, tuple[str, Any]] = {
+    "steps": ("steps", int),
+    "guidance": ("guidance_scale", float),
+    "size": ("render_size", int),
+}
 
 
 @dataclass(frozen=True)
@@ -130,6 +193,7 @@ def resolve_settings(config: GeneratorConfig, pipe: Any) -> Settings:
     import inspect
 
     family = FAMILIES.get(type(pipe).__name__, OTHER_FAMILY)
+    tiny = config.model_id in TINY_MODEL_IDS
     accepts = inspect.signature(pipe.__call__).parameters
     extra = []
     if "clean_caption" in accepts:  # PixArt: needs bs4/ftfy, changes prompts
@@ -143,7 +207,7 @@ def resolve_settings(config: GeneratorConfig, pipe: Any) -> Settings:
         guidance_scale=family.guidance_scale
         if config.guidance_scale is None
         else config.guidance_scale,
-        render_size=config.render_size or native_size(pipe),
+        render_size=config.render_size or (TINY_SIZE if tiny else native_size(pipe)),
         extra=tuple(extra),
     )
 
@@ -236,8 +300,11 @@ class Generated:
 class FakeImageGenerator:
     """Makes FAKE rows for jobs, in batches, with one generator per image."""
 
-    def __init__(self, config: GeneratorConfig, pipeline: Any | None = None):
+    def __init__(
+        self, config: GeneratorConfig, pipeline: Any | None = None, *, label: int | None = None
+    ):
         self.config = config
+        self.label = label  # the rows' ``generator`` value (index in the dataset's names)
         self.device = pick_device(config.device)
         self.pipe = pipeline if pipeline is not None else load_pipeline(config, self.device)
         self.settings = resolve_settings(config, self.pipe)
@@ -299,6 +366,7 @@ class FakeImageGenerator:
             FAKE,
             job.category,
             image_path=f"{job.split}-fake-{job.category}-{job.index}.png",
+            generator=self.label,
             source=SOURCE,
             source_index=job.index,
             prompt=prompt_for(job.category, job.index),

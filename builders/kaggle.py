@@ -30,7 +30,15 @@ from cifake_hub.dataset_folder import DatasetFolder
 from cifake_hub.errors import ConfigError, FileNameError, InvalidImageError, SourceError
 from cifake_hub.images import image_problem
 from cifake_hub.outputs import atomic_write_text, json_text, output_path
-from cifake_hub.schema import CLASS_NAMES, KAGGLE_SOURCE, LABEL_NAMES, SPLITS, make_row
+from cifake_hub.schema import (
+    CLASS_NAMES,
+    FAKE,
+    KAGGLE_SOURCE,
+    LABEL_NAMES,
+    PAPER_GENERATOR,
+    SPLITS,
+    make_row,
+)
 
 _ENTRY = re.compile(
     r"^(?:(?P<top>[^/]+)/)?(?P<split>train|test)/(?P<label>REAL|FAKE)/(?P<name>[^/]+)$",
@@ -38,6 +46,9 @@ _ENTRY = re.compile(
 )
 _NAME = re.compile(r"^(?P<index>\d+)(?: \((?P<k>\d+)\))?\.(?:jpe?g|png)$", re.IGNORECASE)
 _CHUNK = 2_000
+
+
+KAGGLE_GENERATORS = (PAPER_GENERATOR,)  # the `generator` names of an import
 
 
 @dataclass(frozen=True)
@@ -298,7 +309,9 @@ def import_kaggle(
     dropped: list[dict[str, Any]] = []
     written: Counter[tuple[str, str, str]] = Counter()
 
-    with DatasetFolderWriter(out, overwrite=overwrite, shard_rows=config.shard_rows) as writer:
+    with DatasetFolderWriter(
+        out, overwrite=overwrite, shard_rows=config.shard_rows, generators=KAGGLE_GENERATORS
+    ) as writer:
         for entry, data, digest, problem in _checked(
             str(config.src), layout.entries, config.workers
         ):
@@ -322,6 +335,9 @@ def import_kaggle(
                     entry.label,
                     entry.category,
                     image_path=entry.name.rsplit("/", 1)[-1],
+                    # The paper made every FAKE image with SD 1.4; rows keep model_id empty,
+                    # since the download does not say with which settings each was made.
+                    generator=0 if entry.label == FAKE else None,
                     source=KAGGLE_SOURCE,
                     source_file=entry.name,
                     source_index=entry.index,

@@ -1,29 +1,47 @@
 """FAKE work in checkpointed units: what makes `cifake build` resumable and shardable.
 
-A unit is (split, class, block of ``unit_size`` indices). A finished unit is one Parquet file
-in the dataset folder's work directory (written to a temporary name, then renamed), so a run
-killed at any moment and started again skips finished units and neither loses nor
-duplicates rows. Units are dealt to processes round-robin: with torchrun or ``accelerate
-launch`` every process takes its share (or ``--num-shards/--shard-index`` by hand, e.g. one
-per node); shard 0 waits for the others and assembles the dataset
+A unit is (split, class, generator, block of ``unit_size`` indices). A finished unit is one
+Parquet file in the dataset folder's work directory (written to a temporary name, then
+renamed), so a run killed at any moment and started again skips finished units and neither
+loses nor duplicates rows. Units are dealt to processes round-robin: with torchrun or
+``accelerate launch`` every process takes its share (or ``--num-shards/--shard-index`` by
+hand, e.g. one per node); shard 0 waits for the others and assembles the dataset
 (:mod:`cifake_hub.builders.cifake`).
+
+With several generators (``--generator A --generator B``), each class's FAKE quota is split
+between them (evenly, or by the shares ``A:N``), in consecutive index ranges: image ``i`` of
+a class has the same prompt and seed whichever generator makes it, and a one-generator build
+is exactly the paper's. The plan (generators, quotas, settings) is recorded in the work
+directory; resuming with another plan is refused rather than mixing two builds.
 """
 
 from __future__ import annotations
 
+import gc
+import json
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from cifake_hub.builders.generate import FakeImageGenerator, Job
+from cifake_hub.builders.generate import (
+    DEFAULT_MODEL,
+    FakeImageGenerator,
+    GeneratorConfig,
+    GeneratorSpec,
+    Job,
+    recorded_id,
+)
 from cifake_hub.builders.sources import DEFAULT_REAL_SOURCE
 
 from cifake_hub.config import Config, option
 from cifake_hub.dataset_folder import DatasetFolder
 from cifake_hub.errors import CifakeError, ConfigError
-from cifake_hub.schema import CLASS_NAMES, SPLITS, features
+from cifake_hub.outputs import atomic_write_text, json_text
+from cifake_hub.schema import CLASS_NAMES, SPLITS, features, generator_names
 
 PAPER_PER_CLASS = {"train": 5_000, "test": 1_000}
 
@@ -33,6 +51,15 @@ class BuildConfig(Config):
     out: str = option(help="output dataset folder")
     real: str = option(
         DEFAULT_REAL_SOURCE, "REAL source: hub:ID, cifar-tar:PATH or dir:PATH", metavar="SOURCE"
+    )
+    generators: tuple[str, ...] = option(
+        (DEFAULT_MODEL,),
+        "FAKE generator: a diffusers text-to-image model id or local folder, or tiny, "
+        "tiny-sdxl, tiny-pixart (random weights, offline); repeat it for a mixed build. "
+        "MODEL[:N][,steps=S][,guidance=G][,size=R]: N is its share of each class's FAKE "
+        "images (default: even shares), the settings are for it alone",
+        flag="--generator",
+        metavar="MODEL",
     )
     per_class_train: int = option(PAPER_PER_CLASS["train"], "train images per class and label")
     per_class_test: int = option(PAPER_PER_CLASS["test"], "test images per class and label")
@@ -56,6 +83,41 @@ class BuildConfig(Config):
             raise ConfigError(f"unit size must be >= 1, got {self.unit_size}")
         if not 0 <= self.rank < self.world:
             raise ConfigError(f"shard index {self.shard_index} is not in [0, {self.num_shards})")
+        specs = self.specs
+        if not specs:
+            raise ConfigError("no --generator given")
+        ids = [recorded_id(s.model_id) for s in specs]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ConfigError(
+                f"--generator {twice[0]!r} is given twice; give each model once (its share "
+                "sets how many images it makes)"
+            )
+        if len({s.share is None for s in specs}) > 1:
+            raise ConfigError(
+                "give a share N for every --generator MODEL:N, or for none (even shares)"
+            )
+
+    @property
+    def specs(self) -> tuple[GeneratorSpec, ...]:
+        return tuple(GeneratorSpec.parse(text) for text in self.generators)
+
+    @property
+    def generator_names(self) -> tuple[str, ...]:
+        """The ``generator`` ClassLabel names of the dataset this build writes."""
+        return generator_names(recorded_id(s.model_id) for s in self.specs)
+
+    def quotas(self, split: str) -> list[int]:
+        """Each generator's FAKE images per class in ``split``: the per-class count split by
+        the shares, largest remainders first (ties to the generator given first)."""
+        n = self.per_class(split)
+        shares = [s.share or 1 for s in self.specs]
+        exact = [n * w / sum(shares) for w in shares]
+        counts = [int(e) for e in exact]
+        order = sorted(range(len(shares)), key=lambda g: (-(exact[g] - counts[g]), g))
+        for g in order[: n - sum(counts)]:
+            counts[g] += 1
+        return counts
 
     @property
     def rank(self) -> int:
@@ -75,61 +137,160 @@ class BuildConfig(Config):
         return self.per_class_train if split == "train" else self.per_class_test
 
 
-def units(config: BuildConfig) -> list[tuple[str, list[Job]]]:
-    """Every FAKE unit (name, jobs), in the order rows are written."""
+@dataclass(frozen=True)
+class Unit:
+    name: str
+    generator: int  # index into BuildConfig.specs
+    jobs: tuple[Job, ...]
+
+
+def units(config: BuildConfig) -> list[Unit]:
+    """Every FAKE unit, in the order rows are written (split, class, generator, index)."""
+    slugs = [
+        re.sub(r"[^a-z0-9]+", "-", recorded_id(s.model_id).lower()).strip("-")[-40:]
+        for s in config.specs
+    ]
     out = []
     for split in SPLITS:
-        n = config.per_class(split)
+        quotas = config.quotas(split)
         for category in range(len(CLASS_NAMES)):
-            for start in range(0, n, config.unit_size):
-                jobs = [
-                    Job(split, category, i) for i in range(start, min(n, start + config.unit_size))
-                ]
-                out.append((f"{split}-{category:02d}-{start:06d}", jobs))
+            first = 0
+            for g, quota in enumerate(quotas):
+                stop = first + quota
+                for start in range(first, stop, config.unit_size):
+                    jobs = tuple(
+                        Job(split, category, i)
+                        for i in range(start, min(stop, start + config.unit_size))
+                    )
+                    name = f"{split}-{category:02d}-g{g}-{slugs[g]}-{start:06d}"
+                    out.append(Unit(name, g, jobs))
+                first = stop
     return out
 
 
 def shard_images(config: BuildConfig) -> int:
     """How many FAKE images this process is responsible for."""
-    return sum(len(jobs) for i, (_, jobs) in enumerate(units(config)) if config.mine(i))
+    return sum(len(u.jobs) for i, u in enumerate(units(config)) if config.mine(i))
 
 
 def unit_path(out: Path, name: str) -> Path:
     return DatasetFolder(out).work_dir / f"{name}.parquet"
 
 
+PLAN = "plan.json"
+UNIT_META = b"cifake_unit"  # Parquet metadata key of a unit file: how it was made
+
+
+def plan_record(config: BuildConfig, shared: GeneratorConfig) -> dict[str, Any]:
+    """What fixes every FAKE row of a build: resuming must not change any of it."""
+    return {
+        "generators": list(config.generators),
+        "per_class": {split: config.per_class(split) for split in SPLITS},
+        "unit_size": config.unit_size,
+        "seed": shared.seed,
+        "steps": shared.steps,
+        "guidance_scale": shared.guidance_scale,
+        "render_size": shared.render_size,
+    }
+
+
+def check_plan(config: BuildConfig, shared: GeneratorConfig, *, overwrite: bool) -> None:
+    """Record the plan of this build, or check it against the one its checkpoints were made
+    with. ``overwrite`` drops checkpoints of another plan (the toolkit wrote them)."""
+    work = DatasetFolder(config.out).work_dir
+    path = work / PLAN
+    plan = plan_record(config, shared)
+    if path.exists():
+        earlier = json.loads(path.read_text())
+        if earlier == plan:
+            return
+        if not overwrite:
+            changed = sorted(k for k in plan if plan[k] != earlier.get(k))
+            raise ConfigError(
+                f"{config.out} holds checkpoints of a build with other {', '.join(changed)}; "
+                "run it again with the same options, or add --overwrite to start over"
+            )
+        for unit in work.glob("*.parquet"):
+            unit.unlink()
+    elif any(work.glob("*.parquet")) and not overwrite:
+        # Checkpoints from before plans were recorded: what made them is unknown.
+        raise ConfigError(
+            f"{config.out} holds checkpoints with no recorded plan; add --overwrite to start over"
+        )
+    else:
+        for unit in work.glob("*.parquet"):
+            unit.unlink()
+    work.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json_text(plan))
+
+
+def unit_record(path: Path) -> dict[str, Any]:
+    """How a finished unit was made (generator, family, device, seconds, images)."""
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(path).metadata or {}
+    return dict(json.loads(meta[UNIT_META])) if UNIT_META in meta else {}
+
+
 def make_units(
     config: BuildConfig,
-    generator: FakeImageGenerator,
+    shared: GeneratorConfig,
     progress: Callable[[int], None] | None = None,
-) -> int:
-    """Generate this shard's unfinished units; returns how many images were made."""
+) -> tuple[int, int]:
+    """Generate this shard's unfinished units, one generator at a time (each pipeline is
+    loaded once, and only when it has work here). Returns (images made, blacked-out
+    renders made again)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = features().arrow_schema
-    made = 0
-    for i, (name, jobs) in enumerate(units(config)):
-        path = unit_path(Path(config.out), name)
-        if not config.mine(i) or path.exists():
+    names = config.generator_names
+    schema = features(names).arrow_schema
+    todo = [
+        u
+        for i, u in enumerate(units(config))
+        if config.mine(i) and not unit_path(Path(config.out), u.name).exists()
+    ]
+    made = blacked_out = 0
+    for g, spec in enumerate(config.specs):
+        mine = [u for u in todo if u.generator == g]
+        if not mine:
             continue
-        rows = []
+        label = names.index(recorded_id(spec.model_id))
+        generator = FakeImageGenerator(spec.config(shared), label=label)
         size = generator.config.batch_size
-        for start in range(0, len(jobs), size):
-            rows += [g.row for g in generator.generate(jobs[start : start + size])]
-            if progress:
-                progress(min(size, len(jobs) - start))
-        table = pa.Table.from_pylist(rows, schema=schema)
-        tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)  # atomic: a unit file is either whole or absent
-        made += len(rows)
-    return made
+        for unit in mine:
+            started = time.perf_counter()
+            rows = []
+            for start in range(0, len(unit.jobs), size):
+                batch = list(unit.jobs[start : start + size])
+                rows += [made_row.row for made_row in generator.generate(batch)]
+                if progress:
+                    progress(min(size, len(unit.jobs) - start))
+            record = {
+                "generator": names[label],
+                "family": generator.settings.family,
+                "device": generator.device,
+                "images": len(rows),
+                "seconds": round(time.perf_counter() - started, 3),
+            }
+            table = pa.Table.from_pylist(rows, schema=schema)
+            table = table.replace_schema_metadata(
+                {**(schema.metadata or {}), UNIT_META: json.dumps(record).encode()}
+            )
+            path = unit_path(Path(config.out), unit.name)
+            tmp = path.with_name(f".{unit.name}.{os.getpid()}.tmp")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(table, tmp)
+            os.replace(tmp, path)  # atomic: a unit file is either whole or absent
+            made += len(rows)
+        blacked_out += generator.blacked_out
+        del generator  # one pipeline in memory at a time
+        gc.collect()
+    return made, blacked_out
 
 
 def wait_for_units(config: BuildConfig, timeout_s: float = 7 * 24 * 3600) -> None:
-    missing = [n for n, _ in units(config) if not unit_path(Path(config.out), n).exists()]
+    missing = [u.name for u in units(config) if not unit_path(Path(config.out), u.name).exists()]
     deadline = time.monotonic() + timeout_s
     while missing:
         if time.monotonic() > deadline:

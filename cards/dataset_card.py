@@ -7,17 +7,27 @@ YAML keeps the ``dataset_info`` and ``configs`` that ``load_dataset(DIR)`` needs
 from __future__ import annotations
 
 import functools
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import datasets
 import pyarrow.parquet as pq
 from cifake_hub.cards.common import CITATIONS, TEMPLATES, fmt_int, size_category
 
 from cifake_hub.dataset_folder import DatasetFolder
 from cifake_hub.errors import DatasetFolderError
 from cifake_hub.outputs import atomic_write_text
-from cifake_hub.schema import CLASS_NAMES, KAGGLE_SOURCE, LABEL_NAMES, SPLITS, TINY_MODEL_IDS
+from cifake_hub.schema import (
+    CLASS_NAMES,
+    GENERATOR,
+    KAGGLE_SOURCE,
+    LABEL_NAMES,
+    SPLITS,
+    TINY_MODEL_IDS,
+    dataset_generators,
+)
 
 TEMPLATE = TEMPLATES / "dataset_card.md.j2"
 _STANDARD_LUMA = (  # the JPEG standard's luminance table (Annex K), in zig-zag order
@@ -145,11 +155,14 @@ def dataset_stats(folder: Path) -> dict[str, Any]:
     generators: Counter[tuple[Any, ...]] = Counter()
     prompts: Counter[tuple[int, str]] = Counter()
     encodings: Counter[tuple[int, str, str, str]] = Counter()
+    per_generator: Counter[tuple[str, str]] = Counter()  # (generator, split)
     for path in files:
         split = path.name.split("-")[0]
+        names = dataset_generators(datasets.Features.from_arrow_schema(pq.read_schema(path)))
         table = pq.read_table(
             path,
             columns=[
+                *([GENERATOR] if names else []),
                 "image",
                 "label",
                 "category",
@@ -182,13 +195,50 @@ def dataset_stats(folder: Path) -> dict[str, Any]:
             if cols["prompt"][i]:
                 prompts[(cols["category"][i], cols["prompt"][i])] += 1
             encodings[(label, *_describe_encoding(blobs[i] or b""))] += 1
+            if names and cols[GENERATOR][i] is not None:
+                per_generator[(names[cols[GENERATOR][i]], split)] += 1
     return {
         "cells": cells,
         "sources": sources,
         "generators": generators,
         "prompts": prompts,
         "encodings": encodings,
+        "per_generator": per_generator,
     }
+
+
+def generator_table(folder: Path, stats: dict[str, Any]) -> list[dict[str, Any]]:
+    """One entry per generator of the ``generator`` column: FAKE images per split, the
+    settings its rows record, and (for `cifake build`) how it was given, its family and
+    the generation time per image from the build report."""
+    counts: Counter[tuple[str, str]] = stats["per_generator"]
+    report_path = DatasetFolder(folder).file(DatasetFolder.BUILD_REPORT)
+    built = (
+        {g["generator"]: g for g in json.loads(report_path.read_text())["generators"]}
+        if report_path.exists()
+        else {}
+    )
+    out = []
+    for name in sorted({g for g, _ in counts}):
+        settings = sorted(
+            f"{sched}, {steps} steps, guidance {guid:g}, {size} px"
+            for (m, sched, steps, guid, size) in stats["generators"]
+            if m == name
+        )
+        entry = built.get(name, {})
+        seconds = entry.get("seconds_per_image")
+        out.append(
+            {
+                "name": name,
+                "spec": f"`{entry['spec']}`" if entry else "-",
+                "family": entry.get("family") or "-",
+                "counts": [fmt_int(counts.get((name, split), 0)) for split in SPLITS],
+                "settings": "; ".join(settings) or "not recorded",
+                "seconds": f"{seconds:.3g} s" if seconds else "-",
+                "devices": ", ".join(entry.get("devices", [])) or "-",
+            }
+        )
+    return out
 
 
 def _encoding_note(encodings: Counter[tuple[int, str, str, str]]) -> str:
@@ -283,6 +333,8 @@ def render_dataset_card(
         ],
         kaggle=any(s == KAGGLE_SOURCE for _, s in sources),
         generators=generators,
+        generator_table=generator_table(folder, stats),
+        splits=SPLITS,
         prompts=[
             {"category": CLASS_NAMES[c], "prompt": p, "count": fmt_int(n)}
             for (c, p), n in sorted(stats["prompts"].items())

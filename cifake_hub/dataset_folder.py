@@ -5,7 +5,7 @@ Layout (what ``datasets.load_dataset(DIR)`` and a Hub dataset repo both understa
     README.md                               card; its YAML has dataset_info and configs
     data/<split>-00000-of-0000N.parquet     the rows, Parquet shards per split
     import_report.json, import_config.json  written by `cifake import-kaggle`
-    build_config.json, generator_config.json, .work/   written by `cifake build`
+    build_config.json, generator_config.json, build_report.json, .work/   `cifake build`
     .cifake-output.json                     the marker: cifake wrote this folder
 
 Every file name of the folder is written here only; stages ask a :class:`DatasetFolder`.
@@ -32,6 +32,7 @@ class DatasetFolder(OutputFolder):
     IMPORT_CONFIG: ClassVar[str] = "import_config.json"
     BUILD_CONFIG: ClassVar[str] = "build_config.json"
     GENERATOR_CONFIG: ClassVar[str] = "generator_config.json"
+    BUILD_REPORT: ClassVar[str] = "build_report.json"  # per generator: images, seconds
     WORK: ClassVar[str] = ".work"  # a build's checkpoints
 
     @property

@@ -8,6 +8,7 @@ the import knows.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cifake_hub.errors import ClassNameError
@@ -50,9 +51,15 @@ PROVENANCE_COLUMNS: dict[str, str] = {
     "batch_size": "int32",
     "batch_index": "int32",  # position in its batch: CPU/GPU kernels can differ by position
 }
-COLUMNS: tuple[str, ...] = ("image", "label", "category", *PROVENANCE_COLUMNS)
+# ``generator``: which generator or image source made a FAKE row (null for REAL rows), a
+# ClassLabel of the dataset's own generator ids in sorted order, so the Hub viewer and
+# ``Dataset.filter`` can select by it; ``model_id`` stays the free-text id per row.
+GENERATOR = "generator"
+COLUMNS: tuple[str, ...] = ("image", "label", "category", GENERATOR, *PROVENANCE_COLUMNS)
 # Provenance values that the dataset card explains.
 KAGGLE_SOURCE = "kaggle-cifake"  # `source` of rows imported from the Kaggle CIFAKE download
+# The generator of the paper's FAKE images (Kaggle CIFAKE's FAKE rows name it in `generator`).
+PAPER_GENERATOR = "CompVis/stable-diffusion-v1-4"
 TINY_MODEL_ID = "tiny-random-sd"  # `model_id` of the random-weight test pipeline: noise images
 # Every random-weight pipeline (--generator NAME -> the `model_id` its rows record).
 TINY_MODEL_IDS = {
@@ -62,8 +69,9 @@ TINY_MODEL_IDS = {
 }
 
 
-def features() -> datasets.Features:
-    """The ``datasets.Features`` of a CIFAKE dataset."""
+def features(generators: Sequence[str] = ()) -> datasets.Features:
+    """The ``datasets.Features`` of a CIFAKE dataset whose FAKE rows come from ``generators``
+    (the names of the ``generator`` ClassLabel; see :func:`generator_names`)."""
     import datasets
 
     return datasets.Features(
@@ -71,9 +79,23 @@ def features() -> datasets.Features:
             "image": datasets.Image(),
             "label": datasets.ClassLabel(names=list(LABEL_NAMES)),
             "category": datasets.ClassLabel(names=list(CLASS_NAMES)),
+            GENERATOR: datasets.ClassLabel(names=list(generators)),
             **{name: datasets.Value(dtype) for name, dtype in PROVENANCE_COLUMNS.items()},
         }
     )
+
+
+def generator_names(ids: Iterable[str]) -> tuple[str, ...]:
+    """The ``generator`` ClassLabel names for these ids: distinct and sorted, so the same set
+    of generators gets the same labels whatever order they were given in."""
+    return tuple(sorted(set(ids)))
+
+
+def dataset_generators(features: Mapping[str, Any]) -> tuple[str, ...]:
+    """The generator names a dataset's features declare (none for datasets made before the
+    column existed)."""
+    column = features.get(GENERATOR)
+    return tuple(getattr(column, "names", ()))
 
 
 def make_row(
@@ -82,9 +104,11 @@ def make_row(
     category: int,
     *,
     image_path: str | None = None,
+    generator: int | None = None,
     **provenance: Any,
 ) -> dict[str, Any]:
-    """One row in the encoded (Arrow-ready) form; unknown provenance names are an error."""
+    """One row in the encoded (Arrow-ready) form; unknown provenance names are an error.
+    ``generator`` is the index of the row's generator in the dataset's generator names."""
     unknown = set(provenance) - set(PROVENANCE_COLUMNS)
     if unknown:
         raise KeyError(
@@ -94,10 +118,13 @@ def make_row(
         raise ValueError(f"label must be 0 (FAKE) or 1 (REAL), got {label!r}")
     if not 0 <= category < len(CLASS_NAMES):
         raise ValueError(f"category must be 0..{len(CLASS_NAMES) - 1}, got {category!r}")
+    if generator is not None and (label != FAKE or generator < 0):
+        raise ValueError(f"generator index {generator!r} on a {LABEL_NAMES[label]} row")
     row: dict[str, Any] = {
         "image": {"bytes": image_bytes, "path": image_path},
         "label": label,
         "category": category,
+        GENERATOR: generator,
     }
     for name in PROVENANCE_COLUMNS:
         row[name] = provenance.get(name)

@@ -9,6 +9,7 @@ from collections import Counter
 import datasets
 import pytest
 from cifake_hub.builders.kaggle import (
+    KAGGLE_GENERATORS,
     ImportConfig,
     import_kaggle,
     parse_file_name,
@@ -60,7 +61,7 @@ def test_import_zip_rows_features_and_report(kaggle_zip, tmp_path):
 
     assert set(ds) == {"train", "test"}
     for split in ds.values():
-        assert split.features == features()
+        assert split.features == features(KAGGLE_GENERATORS)
     # Every valid file is a row with its original bytes, its split, label, class and index.
     assert set(rows) == set(kaggle_zip.valid)
     for name, (split, row) in rows.items():

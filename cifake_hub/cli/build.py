@@ -1,9 +1,11 @@
 """``cifake build --out DIR``: build a CIFAKE dataset: REAL from CIFAR-10, FAKE generated with
-Stable Diffusion.
+Stable Diffusion 1.4 or other diffusers text-to-image models.
 
-Generates FAKE images with the paper's prompts (Euler Ancestral, 50 steps, 512 px renders
-resized to 32 px) and writes REAL and FAKE into a dataset folder. Resumes when run again;
-spreads over processes under torchrun / accelerate launch.
+Generates FAKE images with the paper's prompts (for SD 1.4: Euler Ancestral, 50 steps, 512 px
+renders resized to 32 px; other models: their family's settings) and writes REAL and FAKE
+into a dataset folder; repeat --generator to split each class's FAKE images between models
+(a `generator` column says which). Resumes when run again; spreads over processes under
+torchrun / accelerate launch.
 """
 
 from __future__ import annotations

@@ -72,7 +72,8 @@ def add_config_options(
         if not required and not (
             f.default is None or isinstance(f.default, bool) or f.default == ""
         ):
-            help_text += f" (default: {f.default})"
+            shown = ", ".join(f.default) if isinstance(f.default, tuple) else f.default
+            help_text += f" (default: {shown})"
         if meta["positional"]:
             parser.add_argument(f.name, type=kind, help=help_text, metavar=meta["metavar"])
             continue
@@ -80,6 +81,17 @@ def add_config_options(
         if kind is bool:
             action = "store_false" if f.default is True else "store_true"
             parser.add_argument(flag, dest=f.name, action=action, help=help_text)
+            continue
+        if typing.get_origin(kind) is tuple:
+            # Repeatable; None when not given, so the config keeps its default.
+            parser.add_argument(
+                flag,
+                dest=f.name,
+                action="append",
+                default=None,
+                metavar=meta["metavar"],
+                help=help_text + "; repeatable",
+            )
             continue
         parser.add_argument(
             flag,
@@ -100,7 +112,17 @@ def config_from_args(cls: type[T], args: argparse.Namespace, **given: Any) -> T:
         for f in dataclasses.fields(cls)  # type: ignore[arg-type]
         if f.metadata.get("cli") and hasattr(args, f.name)
     }
+    # A repeatable option that was not given: the field's default.
+    values = {
+        k: tuple(v) if isinstance(v, list) else v
+        for k, v in values.items()
+        if not (v is None and isinstance(_default(cls, k), tuple))
+    }
     return cls(**{**values, **given})
+
+
+def _default(cls: type[Any], name: str) -> Any:
+    return next(f.default for f in dataclasses.fields(cls) if f.name == name)
 
 
 def add_overwrite_option(parser: argparse.ArgumentParser) -> None:
