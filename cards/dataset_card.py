@@ -15,6 +15,7 @@ from typing import Any
 import datasets
 import pyarrow.parquet as pq
 from cifake_hub.cards.common import CITATIONS, TEMPLATES, fmt_int, size_category
+from cifake_hub.cards.study_card import study_table
 
 from cifake_hub.dataset_folder import DatasetFolder
 from cifake_hub.errors import DatasetFolderError
@@ -334,6 +335,7 @@ def render_dataset_card(
         kaggle=any(s == KAGGLE_SOURCE for _, s in sources),
         generators=generators,
         generator_table=generator_table(folder, stats),
+        study=study_table(study) if (study := dataset.study()) else None,
         splits=SPLITS,
         prompts=[
             {"category": CLASS_NAMES[c], "prompt": p, "count": fmt_int(n)}

@@ -9,6 +9,7 @@ from typing import Any
 
 from cifake_hub.cards.common import CITATIONS, TEMPLATES, fmt_int, fmt_interval, fmt_pct
 from cifake_hub.cards.gradcam_card import METHOD_NAMES, write_gradcam_card
+from cifake_hub.cards.study_card import study_table
 from cifake_hub.training.run_folder import RecipeResult, RunFolder
 from cifake_hub.training.topology import Topology
 
@@ -110,6 +111,10 @@ def render_model_card(
             "claim": _claim(summary.claim),
         }
     evaluation = evaluation_summary(run.evaluation())
+    study = run.study()
+    study_row = next(
+        (d for d in (study or {}).get("detectors", []) if d["name"] == run.path.name), None
+    )
     eval_results += _condition_results(run.evaluation(), dataset_name)
     return ModelCard.from_template(
         card_data,
@@ -121,6 +126,9 @@ def render_model_card(
         m={k: _fmt_metric(k, metrics[k]) for k in (*CARD_METRICS, "average_precision", "loss")},
         gradcam=gradcam,
         evaluation=evaluation,
+        study=study_table(study) if study else None,
+        study_plot=RunFolder.STUDY_PLOT,
+        study_row=" + ".join(study_row["trained_on"]) if study_row else None,
         repo_id=repo_id or "NAMESPACE/MODEL",
         selection_warning=test.selection_sentence,
         citations=CITATIONS,

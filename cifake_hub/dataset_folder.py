@@ -33,6 +33,7 @@ class DatasetFolder(OutputFolder):
     BUILD_CONFIG: ClassVar[str] = "build_config.json"
     GENERATOR_CONFIG: ClassVar[str] = "generator_config.json"
     BUILD_REPORT: ClassVar[str] = "build_report.json"  # per generator: images, seconds
+    STUDY: ClassVar[str] = "study.json"  # `cifake study`: the cross-generator record
     WORK: ClassVar[str] = ".work"  # a build's checkpoints
 
     @property
@@ -74,6 +75,11 @@ class DatasetFolder(OutputFolder):
                 "make one with `cifake import-kaggle` or `cifake build`"
             )
         return self
+
+    def study(self) -> dict[str, Any] | None:
+        """The record of the last `cifake study` on this dataset, if any."""
+        path = self.file(self.STUDY)
+        return json.loads(path.read_text()) if path.exists() else None
 
     def report(self) -> dict[str, Any] | None:
         """The import report, when the folder was imported (None otherwise)."""

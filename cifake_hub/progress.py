@@ -49,3 +49,11 @@ def info_bars() -> Progress:
         console=console,
         disable=not console.is_terminal,
     )
+
+
+def epoch_info(logs: dict[str, float]) -> str:
+    """One epoch's Keras logs as the training displays show them."""
+    return (
+        f"loss {logs.get('loss', 0):.3f} acc {logs.get('accuracy', 0):.3f} "
+        f"val_loss {logs.get('val_loss', 0):.3f} val_acc {logs.get('val_accuracy', 0):.3f}"
+    )

@@ -50,6 +50,20 @@ def small_run(small_cifake, tmp_path_factory):
     return run_dir
 
 
+@pytest.fixture(scope="session")
+def mixed_build(tmp_path_factory):
+    """(CIFAR tar, dataset folder) of `cifake build` with two tiny generators (factories.MIX):
+    3 train and 2 test images per class and label. Copy the folder before changing it."""
+    import subprocess
+
+    root = tmp_path_factory.mktemp("build")
+    tar = factories.make_cifar_tar(root / "cifar.tar.gz").path
+    out = root / "ref"
+    cmd = factories.build_cmd(out, tar)
+    subprocess.run(cmd, check=True, capture_output=True, env=factories.BUILD_ENV)
+    return tar, out
+
+
 @pytest.fixture
 def hub():
     """A Hub-protocol server on 127.0.0.1 that accepts ``HUB_TOKEN`` (tests/hub_server.py)."""

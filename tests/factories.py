@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 import pickle
+import sys
 import tarfile
 import zipfile
 from dataclasses import dataclass, field
@@ -284,3 +286,35 @@ def make_fixture_run(run_dir: Path) -> Path:
     )
     write_tables(run, results)
     return run_dir
+
+
+# Builds in tests use one thread: torchrun sets OMP_NUM_THREADS=1, and CPU kernels round
+# differently with other thread counts ("same hardware" includes the thread count).
+BUILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+# The shared test build mixes two pipeline families, 2:1 in every class and split.
+MIX = ("tiny:2", "tiny-sdxl:1")
+BUILD_PER_CLASS = {"train": 3, "test": 2}
+
+
+def build_cmd(out: Path, tar: Path, *extra: str, generators: tuple[str, ...] = MIX) -> list[str]:
+    """`cifake build` of a tiny dataset from the CIFAR-10 tar ``tar`` (REAL) and ``generators``."""
+    return [
+        str(Path(sys.executable).parent / "cifake"),
+        "build",
+        "--out",
+        str(out),
+        *[arg for g in generators for arg in ("--generator", g)],
+        "--real",
+        f"cifar-tar:{tar}",
+        "--per-class-train",
+        str(BUILD_PER_CLASS["train"]),
+        "--per-class-test",
+        str(BUILD_PER_CLASS["test"]),
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--unit-size",
+        "1",
+        *extra,
+    ]

@@ -16,40 +16,15 @@ from cifake_hub.builders.units import BuildConfig, units
 
 from cifake_hub.dataset_folder import DatasetFolder
 from cifake_hub.errors import ConfigError
+from tests import factories
+from tests.factories import BUILD_ENV
 
 BIN = Path(sys.executable).parent
-# torchrun sets OMP_NUM_THREADS=1; CPU kernels round differently with other thread counts, so
-# every build here uses one thread ("same hardware" includes the thread count).
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-
-
-# The reference build mixes two pipeline families, 2:1 in every class and split.
-MIX = ("tiny:2", "tiny-sdxl:1")
-PER_CLASS = {"train": 3, "test": 2}
+ENV = BUILD_ENV
+MIX = factories.MIX
+PER_CLASS = factories.BUILD_PER_CLASS
 QUOTAS = {"train": (2, 1), "test": (1, 1)}  # 2:1 of 3, and of 2 (largest remainder)
-
-
-def _build_cmd(out: Path, tar: Path, *extra: str, generators: tuple[str, ...] = MIX) -> list[str]:
-    return [
-        str(BIN / "cifake"),
-        "build",
-        "--out",
-        str(out),
-        *[arg for g in generators for arg in ("--generator", g)],
-        "--real",
-        f"cifar-tar:{tar}",
-        "--per-class-train",
-        str(PER_CLASS["train"]),
-        "--per-class-test",
-        str(PER_CLASS["test"]),
-        "--steps",
-        "2",
-        "--batch-size",
-        "2",
-        "--unit-size",
-        "1",
-        *extra,
-    ]
+_build_cmd = factories.build_cmd
 
 
 def _rows(out: Path) -> dict[str, list[dict]]:
@@ -58,14 +33,9 @@ def _rows(out: Path) -> dict[str, list[dict]]:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    """An uninterrupted single-process build."""
-    from tests.factories import make_cifar_tar
-
-    root = tmp_path_factory.mktemp("build")
-    tar = make_cifar_tar(root / "cifar.tar.gz").path
-    out = root / "ref"
-    subprocess.run(_build_cmd(out, tar), check=True, capture_output=True, env=ENV)
+def reference(mixed_build):
+    """An uninterrupted single-process build (of two generators) and its rows."""
+    tar, out = mixed_build
     return tar, out, _rows(out)
 
 

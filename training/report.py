@@ -15,7 +15,7 @@ from cifake_hub.training.metrics import binary_metrics
 from cifake_hub.training.run_folder import RunFolder, TopologyResult
 from cifake_hub.training.topology import CONV_FILTERS, CONV_LAYERS, DENSE_LAYERS, DENSE_UNITS
 
-from cifake_hub.plotting import pyplot, save_figure
+from cifake_hub.plotting import annotated_heatmap, pyplot, save_figure
 
 
 @dataclass(frozen=True)
@@ -136,28 +136,12 @@ def plot_heatmaps(run: RunFolder, results: list[TopologyResult]) -> list[Path]:
             continue
         grid = np.array([[np.nan if v is None else v for v in row] for row in values], dtype=float)
         fig, ax = plt.subplots(figsize=(4.2, 1.2 + 0.42 * len(spec.rows)))
-        cmap = "viridis_r" if spec.metric == "loss" else "viridis"
-        im = ax.imshow(grid, cmap=cmap, aspect="auto")
+        annotated_heatmap(ax, grid, spec.fmt, reverse=spec.metric == "loss")
         ax.set_xticks(range(len(spec.columns)), [str(c) for c in spec.columns])
         ax.set_yticks(range(len(spec.rows)), [str(r) for r in spec.rows])
         ax.set_xlabel("Layers")
         ax.set_ylabel(spec.row_name)
         ax.set_title(f"Table {spec.number}: {split} {_NAMES[spec.metric]}", fontsize=9)
-        finite = grid[np.isfinite(grid)]
-        mid = (finite.min() + finite.max()) / 2 if finite.size else 0
-        for (i, j), v in np.ndenumerate(grid):
-            if np.isfinite(v):
-                dark = (v < mid) != (spec.metric == "loss")
-                ax.text(
-                    j,
-                    i,
-                    spec.fmt(v),
-                    ha="center",
-                    va="center",
-                    fontsize=8,
-                    color="white" if dark else "black",
-                )
-        fig.colorbar(im, ax=ax, fraction=0.05)
         paths.append(save_figure(fig, heatmap_path(run, spec)))
     return paths
 

@@ -200,8 +200,10 @@ class RunFolder(OutputFolder):
     GALLERY: ClassVar[str] = "gallery"
     SANITY_PLOT: ClassVar[str] = "sanity.png"
     ROAD_PLOT: ClassVar[str] = "road.png"
+    STUDY: ClassVar[str] = "study.json"  # `cifake study`: the cross-generator record
+    STUDY_PLOT: ClassVar[str] = "study_matrix.png"
     # What goes to the model repo next to the model and its card.
-    PUBLISHED_FILES: ClassVar[tuple[str, ...]] = (CONFIG, RESULTS, TEST)
+    PUBLISHED_FILES: ClassVar[tuple[str, ...]] = (CONFIG, RESULTS, TEST, STUDY, STUDY_PLOT)
     PUBLISHED_DIRS: ClassVar[tuple[str, ...]] = (TABLES, PLOTS, GRADCAM, EVALUATION)
     EVALUATION_REPORT: ClassVar[str] = "evaluation.json"
     # What a shipped detector keeps of its run (cifake_hub/detectors/NAME/): the records a
@@ -329,6 +331,11 @@ class RunFolder(OutputFolder):
     def evaluation(self) -> dict[str, Any] | None:
         """The report of `cifake evaluate` (cifake_hub.evaluate.run), when there is one."""
         path = self.path / self.EVALUATION / self.EVALUATION_REPORT
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def study(self) -> dict[str, Any] | None:
+        """The record of the `cifake study` this run's detector is part of, if any."""
+        path = self.path / self.STUDY
         return json.loads(path.read_text()) if path.exists() else None
 
     def gradcam_summary(self) -> GradcamSummary | None:

@@ -20,12 +20,25 @@ from cifake_hub.cli import (
     predict,
     publish,
     search,
+    study,
     train,
 )
 from cifake_hub.cli.options import summary
 from cifake_hub.errors import CifakeError
 
-COMMANDS = (demo, import_kaggle, build, search, train, evaluate, explain, card, publish, predict)
+COMMANDS = (
+    demo,
+    import_kaggle,
+    build,
+    search,
+    train,
+    study,
+    evaluate,
+    explain,
+    card,
+    publish,
+    predict,
+)
 DEBUG_VARIABLE = "CIFAKE_DEBUG"
 
 

@@ -26,7 +26,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cifake_hub.progress import console, info_bars
+    from cifake_hub.progress import console, epoch_info, info_bars
     from cifake_hub.training.search import Progress, SearchConfig, run_search
 
     config = config_from_args(SearchConfig, args)
@@ -46,15 +46,7 @@ def run(args: argparse.Namespace) -> int:
             bars.reset(self.epochs, total=epochs, info="")
 
         def epoch_ended(self, epoch: int, logs: dict[str, float]) -> None:
-            bars.update(
-                self.epochs,
-                completed=epoch,
-                info=(
-                    f"loss {logs.get('loss', 0):.3f} acc {logs.get('accuracy', 0):.3f} "
-                    f"val_loss {logs.get('val_loss', 0):.3f} "
-                    f"val_acc {logs.get('val_accuracy', 0):.3f}"
-                ),
-            )
+            bars.update(self.epochs, completed=epoch, info=epoch_info(logs))
 
         def topology_ended(self, result: Any, skipped: bool) -> None:
             bars.advance(self.overall)

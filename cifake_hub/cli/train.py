@@ -30,7 +30,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cifake_hub.errors import ConfigError
-    from cifake_hub.progress import console, info_bars
+    from cifake_hub.progress import console, epoch_info, info_bars
     from cifake_hub.training.search import Progress
     from cifake_hub.training.train import TrainConfig, recipe_table, run_training
 
@@ -51,10 +51,7 @@ def run(args: argparse.Namespace) -> int:
             bars.update(self.epochs, description=topology.name, total=epochs)
 
         def epoch_ended(self, epoch: int, logs: dict[str, float]) -> None:
-            info = (
-                f"loss {logs.get('loss', 0):.3f} acc {logs.get('accuracy', 0):.3f} "
-                f"val_loss {logs.get('val_loss', 0):.3f} val_acc {logs.get('val_accuracy', 0):.3f}"
-            )
+            info = epoch_info(logs)
             bars.update(self.epochs, completed=epoch, info=info)
             if not console.is_terminal:
                 log(f"epoch {epoch}: {info}")

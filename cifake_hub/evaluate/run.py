@@ -34,7 +34,7 @@ from cifake_hub.evaluate.conditions import (
     parse_conditions,
 )
 from cifake_hub.outputs import Replacement, json_text, output_path
-from cifake_hub.schema import CLASS_NAMES, LABEL_NAMES
+from cifake_hub.schema import CLASS_NAMES, GENERATOR, LABEL_NAMES, dataset_generators
 from cifake_hub.training.run_folder import RunFolder
 
 EVALUATION_KIND = "evaluation"
@@ -168,7 +168,7 @@ def evaluate_model(
             f"the {config.split!r} rows hold only {LABEL_NAMES[int(y[0])]} images; evaluating "
             "a detector needs both labels"
         )
-    generators = _generators(ds, rows, y)
+    generators = row_generators(ds, rows, y)
 
     validation = None
     leaked = np.zeros(len(y), dtype=bool)
@@ -229,7 +229,7 @@ def evaluate_model(
             "rows": [int(r) for r in rows[leaked]],
         },
         "per_class": _per_class(y, category, probs["clean"]),
-        "per_generator": _per_generator(y, generators, probs["clean"]),
+        "per_generator": per_generator(y, generators, probs["clean"]),
         "seconds": {
             "decoding_and_leakage": clock["conditions"] - clock["start"],
             "conditions": clock["bootstrap"] - clock["conditions"],
@@ -249,12 +249,19 @@ def evaluate_model(
     return Evaluated(target, report)
 
 
-def _generators(ds: Any, rows: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """The generator (``model_id``) of each FAKE row, "" for REAL rows and unknown ones."""
-    if "model_id" not in ds.column_names:
+def row_generators(ds: Any, rows: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The generator of each FAKE row ("" for REAL rows and unknown ones): the ``generator``
+    column, or ``model_id`` in datasets made before it existed."""
+    names = dataset_generators(ds.features)
+    column = GENERATOR if names else "model_id"
+    if column not in ds.column_names:
         return np.full(len(y), "", dtype=object)
-    ids = ds.select_columns(["model_id"]).select(rows).to_dict()["model_id"]
-    return np.array([(m or "") if label == 0 else "" for m, label in zip(ids, y, strict=True)])
+    values = ds.select_columns([column]).select(rows).to_dict()[column]
+    if names:
+        values = [None if v is None else names[v] for v in values]
+    return np.array(
+        [(v or "") if label == 0 else "" for v, label in zip(values, y, strict=True)], dtype=object
+    )
 
 
 def _condition_result(
@@ -325,12 +332,15 @@ def _per_class(y: np.ndarray, category: np.ndarray, prob: np.ndarray) -> dict[st
     return out
 
 
-def _per_generator(y: np.ndarray, generators: np.ndarray, prob: np.ndarray) -> dict[str, Any]:
-    """Each generator's FAKE rows against every REAL row: only when there are several."""
+def per_generator(
+    y: np.ndarray, generators: np.ndarray, prob: np.ndarray, *, at_least: int = 2
+) -> dict[str, Any]:
+    """Each generator's FAKE rows against every REAL row (when there are ``at_least``
+    generators): accuracy, ROC AUC and the share of its fakes caught."""
     from cifake_hub.training.metrics import binary_metrics
 
     names = sorted({g for g in generators.tolist() if g})
-    if len(names) < 2:
+    if len(names) < at_least:
         return {}
     real = y == 1
     out = {}
