@@ -6,10 +6,10 @@ For each architecture (real configurations, no weights: every tensor is a PyTorc
 tensor, shapes without storage, so even FLUX's 12B transformer costs no memory), counts the
 floating-point operations of one image as `cifake build` makes it: the denoiser run
 `steps` times on a batch of two (classifier-free guidance: conditional and unconditional;
-FLUX is guidance-distilled, one pass), then the VAE decode. The estimate of images/s on the GPU where SD 1.4 was measured
-(`bench/gpu_generate.py`: 2.85 images/s at batch 8 on one H200, fp16) assumes every model
-reaches the same share of the GPU's peak as SD 1.4 does: an estimate, to be replaced by
-`bench/gpu_generate.py` measurements where they exist.
+FLUX is guidance-distilled, one pass), then the VAE decode. Images/s on the GPU where SD 1.4
+was measured (`bench/gpu_generate.py`: 2.85 images/s at batch 8 on one H200, fp16) are
+estimated by assuming every model reaches the same share of the GPU's peak as SD 1.4: an
+estimate, to be replaced by `bench/gpu_generate.py` measurements where they exist.
 """
 
 from __future__ import annotations
