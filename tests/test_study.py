@@ -112,3 +112,24 @@ def test_leave_one_generator_out_detectors():
         from cifake_hub.study import StudyConfig
 
         StudyConfig(dataset="x", out="y", recipe="vit")
+
+
+@pytest.mark.slow
+def test_three_architectures_from_build_to_study_offline(tmp_path):
+    """SD 1.x, SDXL and PixArt (a diffusion transformer) in one build, then the study with
+    leave-one-generator-out."""
+    tar = factories.make_cifar_tar(tmp_path / "cifar.tar.gz", per_batch=30).path
+    out = tmp_path / "three"
+    three = ("tiny", "tiny-sdxl", "tiny-pixart")
+    cmd = factories.build_cmd(out, tar, "--per-class-test", "3", generators=three)
+    subprocess.run(cmd, check=True, capture_output=True, env=factories.BUILD_ENV)
+    assert main(["study", str(out), "--out", str(tmp_path / "s"), "--epochs", "1"]) == 0
+    record = json.loads((tmp_path / "s" / "study.json").read_text())
+    names = ["tiny-random-pixart", "tiny-random-sd", "tiny-random-sdxl"]
+    assert record["generators"] == names
+    left_out = [d["left_out"] for d in record["detectors"]]
+    assert left_out == [None, None, None, *names]
+    assert len(record["scores"]) == 6 * 3
+    unseen = [s for s in record["scores"] if not s["seen"]]
+    # Each "all but X" detector is unseen exactly on X; each single one on the other two.
+    assert len(unseen) == 3 * 2 + 3
