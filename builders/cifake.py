@@ -18,8 +18,10 @@ from typing import Any
 
 import datasets
 import pyarrow.parquet as pq
+from cifake_hub.builders.encoding import RowFinisher
 from cifake_hub.builders.folder import DatasetFolderWriter
 from cifake_hub.builders.generate import GeneratorConfig, recorded_id
+from cifake_hub.builders.imported import ImportedSpec, SourceReport, Taken, read_source
 from cifake_hub.builders.sources import parse_source
 from cifake_hub.builders.units import (
     BuildConfig,
@@ -33,18 +35,29 @@ from cifake_hub.builders.units import (
 )
 
 from cifake_hub.dataset_folder import DatasetFolder
+from cifake_hub.images import encode_png
 from cifake_hub.outputs import atomic_write_text, check_replaceable, claim, json_text
-from cifake_hub.schema import SPLITS, features
+from cifake_hub.schema import FAKE, REAL, SPLITS, features, make_row
 
 
 class CifakeBuilder(datasets.GeneratorBasedBuilder):
-    """REAL rows from the CIFAR-10 source, then FAKE rows from the checkpointed units."""
+    """REAL rows from the CIFAR-10 source and the brought REAL sources, then FAKE rows from
+    the checkpointed units and the brought FAKE sources."""
 
     VERSION = datasets.Version("1.0.0")
 
     def __init__(self, *args: Any, build_config: BuildConfig, **kwargs: Any):
         self.build_config = build_config
+        # Each brought source is read (and checked) once, for both splits.
+        self._brought: dict[str, tuple[str, ImportedSpec, list[Taken], SourceReport]] = {}
         super().__init__(*args, **kwargs)
+
+    def brought(self) -> list[tuple[str, ImportedSpec, list[Taken], SourceReport]]:
+        for role, spec in self.build_config.imported():
+            if spec.name not in self._brought:
+                taken, report = read_source(spec, role, self.build_config.test_fraction)
+                self._brought[spec.name] = (role, spec, taken, report)
+        return list(self._brought.values())
 
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(features=features(self.build_config.generator_names))
@@ -54,18 +67,43 @@ class CifakeBuilder(datasets.GeneratorBasedBuilder):
             datasets.SplitGenerator(name=split, gen_kwargs={"split": split})
             for split in SPLITS
             if self.build_config.per_class(split) > 0
+            or any(t.split == split for _, _, taken, _ in self.brought() for t in taken)
         ]
 
     def _generate_examples(self, split: str) -> Iterator[tuple[str, dict[str, Any]]]:
         cfg = self.build_config
-        for row in parse_source(cfg.real).rows(split, per_class=cfg.per_class(split)):
-            yield f"REAL/{row['category']}/{row['source_index']}", row
+        for spec in cfg.cifar_sources:
+            for row in parse_source(spec).rows(split, per_class=cfg.per_class(split)):
+                yield f"REAL/{row['category']}/{row['source_index']}", row
+        yield from self._brought_rows(split, "REAL")
         for unit in units(cfg):
             if unit.jobs[0].split != split:
                 continue
             table = pq.read_table(unit_path(Path(cfg.out), unit.name))
             for row in table.to_pylist():
                 yield f"FAKE/{row['category']}/{row['source_index']}", row
+        yield from self._brought_rows(split, "FAKE")
+
+    def _brought_rows(self, split: str, role: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        names = self.build_config.generator_names
+        for source_role, spec, taken, _ in self.brought():
+            if source_role != role:
+                continue
+            for t in taken:
+                if t.split != split:
+                    continue
+                data = encode_png(t.pixels) if t.resized_from else t.original
+                row = make_row(
+                    data,
+                    FAKE if role == "FAKE" else REAL,
+                    t.category,
+                    image_path=t.key.rsplit("/", 1)[-1],
+                    generator=names.index(spec.name) if role == "FAKE" else None,
+                    source=spec.name,
+                    source_file=t.key,
+                    source_index=t.index,
+                )
+                yield f"{role}/{spec.name}/{t.index}", row
 
 
 def assemble(
@@ -89,25 +127,37 @@ def assemble(
         ) as writer,
     ):
         builder = CifakeBuilder(cache_dir=cache, build_config=config)
+        finisher = RowFinisher(config.encoding)
         for split in builder._split_generators(None):
             for _, row in builder._generate_examples(**split.gen_kwargs):
-                writer.add(split.name, row)
+                source = row["model_id"] or row["source"] or "unknown"
+                writer.add(split.name, finisher.finish(split.name, row, source))
         stats = writer.close(pretty_name="CIFAKE (generated)")
+        sources = [r for _, _, _, r in builder.brought()]
+        for r in sources:  # as found, not as the resized intermediate the finisher saw
+            finisher.before[r.name] = r.encodings.copy()
+        report = {**build_report(config, sources), **finisher.report()}
         atomic_write_text(
-            DatasetFolder(writer.folder).file(DatasetFolder.BUILD_REPORT),
-            json_text(build_report(config)),
+            DatasetFolder(writer.folder).file(DatasetFolder.BUILD_REPORT), json_text(report)
         )
         if extra is not None:
             extra(writer.folder)
     return {split: s.num_examples for split, s in stats.items()}
 
 
-def build_report(config: BuildConfig) -> dict[str, Any]:
+def build_report(config: BuildConfig, sources: list[SourceReport]) -> dict[str, Any]:
     """Per generator: its ``--generator`` value, FAKE images per class and split, the family
     of its settings, and images, generation seconds and devices summed over its unit files
-    (so a resumed or sharded build reports all of its work)."""
-    entries = []
+    (so a resumed or sharded build reports all of its work); brought FAKE sources as
+    generators of the family "imported"; and each brought source's report."""
+    entries: list[dict[str, Any]] = [
+        {"generator": r.name, "spec": r.spec, "per_class": None, "family": "imported"}
+        for r in sources
+        if r.role == "FAKE"
+    ]
     for g, spec in enumerate(config.specs):
+        if recorded_id(spec.model_id) not in config.generated_names:
+            continue
         records = [
             unit_record(unit_path(Path(config.out), u.name))
             for u in units(config)
@@ -129,7 +179,10 @@ def build_report(config: BuildConfig) -> dict[str, Any]:
                 "seconds_per_image": round(seconds / images, 4) if images else None,
             }
         )
-    return {"generators": sorted(entries, key=lambda e: e["generator"])}
+    return {
+        "generators": sorted(entries, key=lambda e: e["generator"]),
+        "sources": [r.to_dict() for r in sources],
+    }
 
 
 @dataclass

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cifake_hub.builders.encoding import AUTO, Encoding
 from cifake_hub.builders.generate import (
     DEFAULT_MODEL,
     FakeImageGenerator,
@@ -35,6 +36,7 @@ from cifake_hub.builders.generate import (
     Job,
     recorded_id,
 )
+from cifake_hub.builders.imported import ImportedSpec
 from cifake_hub.builders.sources import DEFAULT_REAL_SOURCE
 
 from cifake_hub.config import Config, option
@@ -49,8 +51,25 @@ PAPER_PER_CLASS = {"train": 5_000, "test": 1_000}
 @dataclass(frozen=True)
 class BuildConfig(Config):
     out: str = option(help="output dataset folder")
-    real: str = option(
-        DEFAULT_REAL_SOURCE, "REAL source: hub:ID, cifar-tar:PATH or dir:PATH", metavar="SOURCE"
+    real: tuple[str, ...] = option(
+        (DEFAULT_REAL_SOURCE,),
+        "REAL source: CIFAR-10 as hub:ID, cifar-tar:PATH or dir:PATH, and/or your own images as "
+        "dir:PATH@NAME, parquet:PATH@NAME or hub:REPO[:SPLIT][:COLUMN]@NAME (then :N for at "
+        "most N per class and split)",
+        metavar="SOURCE",
+    )
+    fake: tuple[str, ...] = option(
+        (),
+        "FAKE images you bring, beside the generated ones: dir:PATH@NAME, parquet:PATH@NAME or "
+        "hub:REPO[:SPLIT][:COLUMN]@NAME (then :N for at most N per class and split); NAME "
+        "fills the generator column",
+        metavar="SOURCE",
+    )
+    test_fraction: float = option(
+        1 / 6, "share of each class of a brought source without splits that goes to test"
+    )
+    encoding: str = option(
+        "auto", "encoding of every row: png, jpeg:Q, or auto (the first REAL source's)"
     )
     generators: tuple[str, ...] = option(
         (DEFAULT_MODEL,),
@@ -77,8 +96,29 @@ class BuildConfig(Config):
             object.__setattr__(self, "shard_index", int(os.environ.get("RANK", 0)))
         if self.per_class_train < 0 or self.per_class_test < 0:
             raise ConfigError("per-class counts must be >= 0")
-        if self.per_class_train + self.per_class_test == 0:
-            raise ConfigError("per-class counts are both 0: nothing to build")
+        if isinstance(self.real, str):  # build_config.json of builds before --real repeated
+            object.__setattr__(self, "real", (self.real,))
+        if self.per_class_train + self.per_class_test == 0 and not self.imported():
+            raise ConfigError(
+                "per-class counts are both 0 and no --fake/--real @NAME: nothing to build"
+            )
+        if not 0 < self.test_fraction < 1:
+            raise ConfigError(f"test fraction must be in (0, 1), got {self.test_fraction}")
+        if self.encoding != AUTO:
+            Encoding.parse(self.encoding)
+        if len(self.cifar_sources) > 1:
+            raise ConfigError(
+                f"give at most one CIFAR-10 --real source, got {', '.join(self.cifar_sources)}"
+            )
+        names = [s.name for _, s in self.imported()]
+        clash = sorted(
+            {n for n in names if names.count(n) > 1} | (set(names) & set(self.generated_names))
+        )
+        if clash:
+            raise ConfigError(
+                f"source name {clash[0]!r} is used twice (by another @NAME or a --generator); "
+                "give each source its own name"
+            )
         if self.unit_size < 1:
             raise ConfigError(f"unit size must be >= 1, got {self.unit_size}")
         if not 0 <= self.rank < self.world:
@@ -103,9 +143,31 @@ class BuildConfig(Config):
         return tuple(GeneratorSpec.parse(text) for text in self.generators)
 
     @property
+    def cifar_sources(self) -> tuple[str, ...]:
+        """The CIFAR-10 REAL sources (no ``@NAME``)."""
+        return tuple(s for s in self.real if "@" not in s)
+
+    def imported(self) -> list[tuple[str, ImportedSpec]]:
+        """("REAL" or "FAKE", spec) of every source of brought images, in command-line order."""
+        return [("REAL", ImportedSpec.parse(s, "real")) for s in self.real if "@" in s] + [
+            ("FAKE", ImportedSpec.parse(s, "fake")) for s in self.fake
+        ]
+
+    @property
+    def generated_names(self) -> tuple[str, ...]:
+        """The model ids of the generators that make images in this build."""
+        return tuple(
+            recorded_id(s.model_id)
+            for g, s in enumerate(self.specs)
+            if any(self.quotas(split)[g] for split in SPLITS)
+        )
+
+    @property
     def generator_names(self) -> tuple[str, ...]:
-        """The ``generator`` ClassLabel names of the dataset this build writes."""
-        return generator_names(recorded_id(s.model_id) for s in self.specs)
+        """The ``generator`` ClassLabel names of the dataset this build writes: generated
+        and brought FAKE sources."""
+        brought = [s.name for role, s in self.imported() if role == "FAKE"]
+        return generator_names([*self.generated_names, *brought])
 
     def quotas(self, split: str) -> list[int]:
         """Each generator's FAKE images per class in ``split``: the per-class count split by
@@ -185,6 +247,7 @@ def plan_record(config: BuildConfig, shared: GeneratorConfig) -> dict[str, Any]:
     """What fixes every FAKE row of a build: resuming must not change any of it."""
     return {
         "generators": list(config.generators),
+        "generator_names": list(config.generator_names),
         "per_class": {split: config.per_class(split) for split in SPLITS},
         "unit_size": config.unit_size,
         "seed": shared.seed,

@@ -6,8 +6,6 @@ YAML keeps the ``dataset_info`` and ``configs`` that ``load_dataset(DIR)`` needs
 
 from __future__ import annotations
 
-import functools
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from cifake_hub.cards.study_card import study_table
 
 from cifake_hub.dataset_folder import DatasetFolder
 from cifake_hub.errors import DatasetFolderError
+from cifake_hub.images import describe_encoding
 from cifake_hub.outputs import atomic_write_text
 from cifake_hub.schema import (
     CLASS_NAMES,
@@ -27,121 +26,11 @@ from cifake_hub.schema import (
     LABEL_NAMES,
     SPLITS,
     TINY_MODEL_IDS,
+    UNKNOWN_CLASS,
     dataset_generators,
 )
 
 TEMPLATE = TEMPLATES / "dataset_card.md.j2"
-_STANDARD_LUMA = (  # the JPEG standard's luminance table (Annex K), in zig-zag order
-    16,
-    11,
-    12,
-    14,
-    12,
-    10,
-    16,
-    14,
-    13,
-    14,
-    18,
-    17,
-    16,
-    19,
-    24,
-    40,
-    26,
-    24,
-    22,
-    22,
-    24,
-    49,
-    35,
-    37,
-    29,
-    40,
-    58,
-    51,
-    61,
-    60,
-    57,
-    51,
-    56,
-    55,
-    64,
-    72,
-    92,
-    78,
-    64,
-    68,
-    87,
-    69,
-    55,
-    56,
-    80,
-    109,
-    81,
-    87,
-    95,
-    98,
-    103,
-    104,
-    103,
-    62,
-    77,
-    113,
-    121,
-    112,
-    100,
-    120,
-    92,
-    101,
-    103,
-    99,
-)
-
-
-def jpeg_quality(data: bytes) -> int | None:
-    """The IJG quality whose scaled standard table best matches the first quantisation
-    table of a baseline JPEG, or None when there is none."""
-    i = 2
-    while i + 4 <= len(data) and data[i] == 0xFF:
-        marker, length = data[i + 1], int.from_bytes(data[i + 2 : i + 4], "big")
-        if marker == 0xDB and length >= 67 and data[i + 4] >> 4 == 0:
-            return _closest_quality(data[i + 5 : i + 69])
-        if marker == 0xDA:
-            break
-        i += 2 + length
-    return None
-
-
-@functools.lru_cache(maxsize=4096)
-def _closest_quality(table: bytes) -> int:
-    # A dataset holds few distinct tables (one per encoder setting): match each once.
-    return min(
-        range(1, 101),
-        key=lambda q: sum(
-            abs(_scaled(s, q) - t) for s, t in zip(_STANDARD_LUMA, table, strict=True)
-        ),
-    )
-
-
-def _scaled(base: int, quality: int) -> int:
-    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
-    return min(255, max(1, (base * scale + 50) // 100))
-
-
-def _describe_encoding(data: bytes) -> tuple[str, str, str]:
-    if data[:2] == b"\xff\xd8":
-        import simplejpeg
-
-        try:
-            subsampling = simplejpeg.decode_jpeg_header(data)[3]
-        except ValueError:
-            subsampling = "?"
-        quality = jpeg_quality(data)
-        return "JPEG", f"q{quality}" if quality else "?", subsampling
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return "PNG", "lossless", "none"
-    return "other", "-", "-"
 
 
 def dataset_stats(folder: Path) -> dict[str, Any]:
@@ -195,7 +84,7 @@ def dataset_stats(folder: Path) -> dict[str, Any]:
                 ] += 1
             if cols["prompt"][i]:
                 prompts[(cols["category"][i], cols["prompt"][i])] += 1
-            encodings[(label, *_describe_encoding(blobs[i] or b""))] += 1
+            encodings[(label, *describe_encoding(blobs[i] or b""))] += 1
             if names and cols[GENERATOR][i] is not None:
                 per_generator[(names[cols[GENERATOR][i]], split)] += 1
     return {
@@ -208,17 +97,49 @@ def dataset_stats(folder: Path) -> dict[str, Any]:
     }
 
 
+def _brought(built: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The card's rows for the sources of brought images (`cifake build --fake/--real @NAME`)."""
+    out = []
+    for r in (built or {}).get("sources", []):
+        out.append(
+            {
+                **r,
+                "taken": " / ".join(fmt_int(r["taken"].get(split, 0)) for split in SPLITS),
+                "found_as": ", ".join(
+                    f"{e} ({fmt_int(n)})" for e, n in r["encodings_found"].items()
+                )
+                or "-",
+                "skipped_count": fmt_int(len(r["skipped"])),
+                "skipped_why": "; ".join(
+                    f"{k}: {n}" for k, n in Counter(s["problem"] for s in r["skipped"]).items()
+                ),
+            }
+        )
+    return out
+
+
+def _encoding_record(built: dict[str, Any] | None) -> dict[str, Any] | None:
+    """How a build stored its rows (one encoding) and what it re-encoded."""
+    if not built or "encoding" not in built:
+        return None
+    return {
+        "target": built["encoding"],
+        "differed": built["sources_differed"],
+        "before": [
+            {"source": s, "found": ", ".join(f"{e} ({fmt_int(n)})" for e, n in c.items())}
+            for s, c in built["encodings_before"].items()
+        ],
+        "reencoded": sum(built["reencoded"].values()),
+    }
+
+
 def generator_table(folder: Path, stats: dict[str, Any]) -> list[dict[str, Any]]:
     """One entry per generator of the ``generator`` column: FAKE images per split, the
     settings its rows record, and (for `cifake build`) how it was given, its family and
     the generation time per image from the build report."""
     counts: Counter[tuple[str, str]] = stats["per_generator"]
-    report_path = DatasetFolder(folder).file(DatasetFolder.BUILD_REPORT)
-    built = (
-        {g["generator"]: g for g in json.loads(report_path.read_text())["generators"]}
-        if report_path.exists()
-        else {}
-    )
+    report = DatasetFolder(folder).build_report()
+    built = {g["generator"]: g for g in report["generators"]} if report else {}
     out = []
     for name in sorted({g for g, _ in counts}):
         settings = sorted(
@@ -283,10 +204,13 @@ def render_dataset_card(
         tags=["ai-generated-image-detection", "synthetic", "cifar10", "cifake"],
         **keep,
     )
+    # Brought images without a class have a null category: a column of their own.
+    unknown = any(c is None for _, _, c in cells)
+    columns = [*range(len(CLASS_NAMES)), *([None] if unknown else [])]
     composition = []
     for split in SPLITS:
         for label in (1, 0):
-            counts = [cells.get((split, label, c), 0) for c in range(len(CLASS_NAMES))]
+            counts = [cells.get((split, label, c), 0) for c in columns]
             if sum(counts):
                 composition.append(
                     {
@@ -296,12 +220,20 @@ def render_dataset_card(
                         "total": fmt_int(sum(counts)),
                     }
                 )
-    report = dataset.report()
+    built = dataset.build_report()
+    report = dataset.report() or built
     duplicates = None
-    if report is not None:
+    if report is not None and "duplicates" in report:
         dup = report["duplicates"]
         if dup["groups"]:
-            duplicates = {**dup, "per_cell": dup["extra_copies_per_split_label_class"]}
+            what = "The import" if dataset.report() else "The build"
+            basis = dup.get("basis", "bytes")
+            duplicates = {
+                **dup,
+                "what": what,
+                "basis": basis,
+                "per_cell": dup["extra_copies_per_split_label_class"],
+            }
     sources = stats["sources"]
     generators = [
         {
@@ -324,7 +256,9 @@ def render_dataset_card(
         model_repo=model_repo,
         model_url=f"{endpoint}/{model_repo}" if model_repo else None,
         total_rows=fmt_int(total),
-        class_names=CLASS_NAMES,
+        class_names=[*CLASS_NAMES, *([UNKNOWN_CLASS] if unknown else [])],
+        brought=_brought(built),
+        encoding=_encoding_record(built),
         composition=composition,
         real_sources=[
             {"name": s, "count": fmt_int(n)} for (lab, s), n in sorted(sources.items()) if lab == 1

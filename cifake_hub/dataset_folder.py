@@ -76,6 +76,11 @@ class DatasetFolder(OutputFolder):
             )
         return self
 
+    def build_report(self) -> dict[str, Any] | None:
+        """What `cifake build` reported (generators, brought sources, encoding, duplicates)."""
+        path = self.file(self.BUILD_REPORT)
+        return json.loads(path.read_text()) if path.exists() else None
+
     def study(self) -> dict[str, Any] | None:
         """The record of the last `cifake study` on this dataset, if any."""
         path = self.file(self.STUDY)

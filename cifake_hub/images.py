@@ -9,6 +9,7 @@ PIL's verdict, so the set of accepted files is PIL's.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import warnings
 from collections.abc import Iterator
@@ -127,8 +128,136 @@ def read_rgb(source: bytes | Path, where: str = "image") -> np.ndarray:
         raise InvalidImageError(f"{where}: {describe_problem(exc)}") from exc
 
 
+def read_checked(data: bytes) -> tuple[np.ndarray | None, tuple[int, int] | None, str | None]:
+    """(32x32 RGB pixels, the size they were resized from or None, the problem or None) of an
+    image a user brought: unreadable and non-RGB images are problems (a detector must not
+    learn colour modes), any size is resized the way generated renders are."""
+    try:
+        with _opened(data) as im:
+            if im.mode != "RGB":
+                return None, None, f"not RGB (mode {im.mode}); convert it to RGB first"
+            pixels = np.asarray(im)
+    except _PIL_ERRORS as exc:
+        return None, None, describe_problem(exc)
+    if pixels.shape[:2] == (IMAGE_SIZE, IMAGE_SIZE):
+        return pixels, None, None
+    return resize_to_final(pixels), (pixels.shape[1], pixels.shape[0]), None
+
+
 def resize_to_final(pixels: np.ndarray) -> np.ndarray:
     """An (H, W, 3) uint8 image -> 32x32 with bilinear interpolation (PIL): how renders are
     brought to CIFAR size, and how predict treats images of other sizes."""
     image = Image.fromarray(pixels).resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
     return np.asarray(image)
+
+
+_STANDARD_LUMA = (  # the JPEG standard's luminance table (Annex K), in zig-zag order
+    16,
+    11,
+    12,
+    14,
+    12,
+    10,
+    16,
+    14,
+    13,
+    14,
+    18,
+    17,
+    16,
+    19,
+    24,
+    40,
+    26,
+    24,
+    22,
+    22,
+    24,
+    49,
+    35,
+    37,
+    29,
+    40,
+    58,
+    51,
+    61,
+    60,
+    57,
+    51,
+    56,
+    55,
+    64,
+    72,
+    92,
+    78,
+    64,
+    68,
+    87,
+    69,
+    55,
+    56,
+    80,
+    109,
+    81,
+    87,
+    95,
+    98,
+    103,
+    104,
+    103,
+    62,
+    77,
+    113,
+    121,
+    112,
+    100,
+    120,
+    92,
+    101,
+    103,
+    99,
+)
+
+
+def jpeg_quality(data: bytes) -> int | None:
+    """The IJG quality whose scaled standard table best matches the first quantisation
+    table of a baseline JPEG, or None when there is none."""
+    i = 2
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        marker, length = data[i + 1], int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker == 0xDB and length >= 67 and data[i + 4] >> 4 == 0:
+            return _closest_quality(data[i + 5 : i + 69])
+        if marker == 0xDA:
+            break
+        i += 2 + length
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _closest_quality(table: bytes) -> int:
+    # A dataset holds few distinct tables (one per encoder setting): match each once.
+    return min(
+        range(1, 101),
+        key=lambda q: sum(
+            abs(_scaled(s, q) - t) for s, t in zip(_STANDARD_LUMA, table, strict=True)
+        ),
+    )
+
+
+def _scaled(base: int, quality: int) -> int:
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    return min(255, max(1, (base * scale + 50) // 100))
+
+
+def describe_encoding(data: bytes) -> tuple[str, str, str]:
+    """(format, quality, chroma subsampling) of encoded image bytes, for reports and cards."""
+    if data[:2] == b"\xff\xd8":
+        try:
+            subsampling = simplejpeg.decode_jpeg_header(data)[3]
+        except ValueError:
+            subsampling = "?"
+        quality = jpeg_quality(data)
+        return "JPEG", f"q{quality}" if quality else "?", subsampling
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "PNG", "lossless", "none"
+    return "other", "-", "-"

@@ -101,14 +101,15 @@ def dataset_generators(features: Mapping[str, Any]) -> tuple[str, ...]:
 def make_row(
     image_bytes: bytes,
     label: int,
-    category: int,
+    category: int | None,
     *,
     image_path: str | None = None,
     generator: int | None = None,
     **provenance: Any,
 ) -> dict[str, Any]:
     """One row in the encoded (Arrow-ready) form; unknown provenance names are an error.
-    ``generator`` is the index of the row's generator in the dataset's generator names."""
+    ``generator`` is the index of the row's generator in the dataset's generator names;
+    ``category`` is None for an imported image whose class is not known."""
     unknown = set(provenance) - set(PROVENANCE_COLUMNS)
     if unknown:
         raise KeyError(
@@ -116,7 +117,7 @@ def make_row(
         )
     if label not in (FAKE, REAL):
         raise ValueError(f"label must be 0 (FAKE) or 1 (REAL), got {label!r}")
-    if not 0 <= category < len(CLASS_NAMES):
+    if category is not None and not 0 <= category < len(CLASS_NAMES):
         raise ValueError(f"category must be 0..{len(CLASS_NAMES) - 1}, got {category!r}")
     if generator is not None and (label != FAKE or generator < 0):
         raise ValueError(f"generator index {generator!r} on a {LABEL_NAMES[label]} row")
@@ -129,6 +130,15 @@ def make_row(
     for name in PROVENANCE_COLUMNS:
         row[name] = provenance.get(name)
     return row
+
+
+UNKNOWN_CLASS = "unknown class"
+
+
+def class_name(category: int | None) -> str:
+    """The CIFAR-10 class name of ``category``; rows without a class (None, or -1 in arrays)
+    have none."""
+    return CLASS_NAMES[category] if category is not None and category >= 0 else UNKNOWN_CLASS
 
 
 def category_index(name: str) -> int:

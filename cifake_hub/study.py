@@ -125,7 +125,7 @@ def run_study(
 ) -> StudyOutcome:
     """The study into ``config.out`` (see the module docstring); ``progress`` is a training
     :class:`~cifake_hub.training.search.Progress` shared by every detector."""
-    from cifake_hub.training.data import load_splits, to_arrays
+    from cifake_hub.training.data import labels_and_classes, load_splits, to_arrays
 
     say = on_status or (lambda _msg: None)
     splits = load_splits(config.dataset)
@@ -147,8 +147,7 @@ def run_study(
     config.save(folder.file(StudyFolder.CONFIG))
 
     train = splits["train"]
-    labels = np.asarray(train.with_format("numpy")["label"][:])
-    classes = np.asarray(train.with_format("numpy")["category"][:])
+    labels, classes = labels_and_classes(train)
     say("decoding the test split")
     test = to_arrays(splits["test"])
     test_sets = _test_sets(test.y, test.category, test_gen, used, config.seed)

@@ -8,11 +8,12 @@ from pathlib import Path
 import datasets
 import yaml
 from cifake_hub.builders.kaggle import ImportConfig, import_kaggle
-from cifake_hub.cards.dataset_card import jpeg_quality, render_dataset_card
+from cifake_hub.cards.dataset_card import render_dataset_card
 from cifake_hub.cards.model_card import render_model_card
 from huggingface_hub import DatasetCard, ModelCard
 
 from cifake_hub.cli.main import main
+from cifake_hub.images import jpeg_quality
 from cifake_hub.schema import CLASS_NAMES
 from tests import factories
 

@@ -88,8 +88,18 @@ def to_arrays(ds: datasets.Dataset, rows: np.ndarray | None = None) -> Arrays:
             )
         x[i] = pixels
     y = table.column("label").to_numpy().astype(np.int64)
-    category = table.column("category").to_numpy().astype(np.int64)
+    # -1: a brought image without a class (null in the dataset).
+    category = table.column("category").fill_null(-1).to_numpy().astype(np.int64)
     return Arrays(x, y, category)
+
+
+def labels_and_classes(ds: datasets.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """(label, category) of every row, as int64; -1 for a brought image without a class."""
+    table = ds.select_columns(["label", "category"]).with_format("arrow")[:]
+    return (
+        table.column("label").to_numpy().astype(np.int64),
+        table.column("category").fill_null(-1).to_numpy().astype(np.int64),
+    )
 
 
 def stratified_split(
@@ -164,8 +174,7 @@ def prepare(
         if split.num_rows == 0:
             raise DatasetFolderError(f"the {name!r} split has no rows; rebuild the dataset")
     train = splits["train"]
-    label = np.asarray(train.with_format("numpy")["label"][:])
-    category = np.asarray(train.with_format("numpy")["category"][:])
+    label, category = labels_and_classes(train)
     present = sorted({LABEL_NAMES[v] for v in np.unique(label)})
     if len(present) < 2:
         raise DatasetFolderError(

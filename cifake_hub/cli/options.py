@@ -73,6 +73,7 @@ def add_config_options(
             f.default is None or isinstance(f.default, bool) or f.default == ""
         ):
             shown = ", ".join(f.default) if isinstance(f.default, tuple) else f.default
+            shown = f"{shown:.4g}" if isinstance(shown, float) else shown
             help_text += f" (default: {shown})"
         if meta["positional"]:
             parser.add_argument(f.name, type=kind, help=help_text, metavar=meta["metavar"])

@@ -34,7 +34,13 @@ from cifake_hub.evaluate.conditions import (
     parse_conditions,
 )
 from cifake_hub.outputs import Replacement, json_text, output_path
-from cifake_hub.schema import CLASS_NAMES, GENERATOR, LABEL_NAMES, dataset_generators
+from cifake_hub.schema import (
+    CLASS_NAMES,
+    GENERATOR,
+    LABEL_NAMES,
+    UNKNOWN_CLASS,
+    dataset_generators,
+)
 from cifake_hub.training.run_folder import RunFolder
 
 EVALUATION_KIND = "evaluation"
@@ -112,7 +118,13 @@ def evaluate_model(
 ) -> Evaluated:
     """Evaluate the detector ``model_spec`` (see the module docstring) into ``out`` (default:
     the run folder's ``evaluation/``)."""
-    from cifake_hub.training.data import carve, load_splits, stratified_subset, to_arrays
+    from cifake_hub.training.data import (
+        carve,
+        labels_and_classes,
+        load_splits,
+        stratified_subset,
+        to_arrays,
+    )
     from cifake_hub.training.models import load_model, resolve_model, shipped_run
 
     say = progress or (lambda _msg: None)
@@ -137,8 +149,7 @@ def evaluate_model(
     splits = load_splits(dataset)
     held = None  # the run's validation slice of train: rows the model was not trained on
     if "train" in splits:
-        train = splits["train"].with_format("numpy")
-        tl, tc = np.asarray(train["label"][:]), np.asarray(train["category"][:])
+        tl, tc = labels_and_classes(splits["train"])
         _, held = carve(
             tl,
             tc,
@@ -153,8 +164,7 @@ def evaluate_model(
         pool_rows = np.arange(ds.num_rows)
     else:
         raise ConfigError(f"dataset {dataset} has no {config.split!r} split; it has {list(splits)}")
-    table = ds.with_format("numpy")
-    label_all, category_all = np.asarray(table["label"][:]), np.asarray(table["category"][:])
+    label_all, category_all = labels_and_classes(ds)
     rows = pool_rows
     if config.max_rows is not None:
         pick = stratified_subset(
@@ -329,6 +339,12 @@ def _per_class(y: np.ndarray, category: np.ndarray, prob: np.ndarray) -> dict[st
             out[name] = {"rows": int(mask.sum())} | {
                 k: m[k] for k in ("accuracy", "roc_auc", "recall_fake", "recall_real")
             }
+    unknown = category < 0  # brought images without a class
+    if unknown.any():
+        m = label_metrics(y[unknown], prob[unknown])
+        out[UNKNOWN_CLASS] = {"rows": int(unknown.sum())} | {
+            k: m[k] for k in ("accuracy", "roc_auc", "recall_fake", "recall_real")
+        }
     return out
 
 

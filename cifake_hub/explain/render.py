@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from cifake_hub.plotting import pyplot, save_figure
-from cifake_hub.schema import CLASS_NAMES, LABEL_NAMES
+from cifake_hub.schema import CLASS_NAMES, LABEL_NAMES, class_name
 
 
 def colorize(heatmap: np.ndarray, cmap: str = "jet") -> np.ndarray:
@@ -66,7 +66,7 @@ def figure6(
             predicted = LABEL_NAMES[int(p_real >= 0.5)]
             cells[0].imshow(images[i], interpolation="nearest")
             cells[0].set_title(
-                f"{CLASS_NAMES[c]}\n{LABEL_NAMES[label]}, P(REAL)={p_real:.2f}\npred {predicted}",
+                f"{class_name(c)}\n{LABEL_NAMES[label]}, P(REAL)={p_real:.2f}\npred {predicted}",
                 fontsize=7,
                 color="black" if predicted == LABEL_NAMES[label] else "red",
             )

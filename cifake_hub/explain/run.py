@@ -20,7 +20,7 @@ from cifake_hub.errors import CifakeError, ConfigError
 from cifake_hub.explain.claim import paper_claim
 from cifake_hub.explain.gradcam import METHODS
 from cifake_hub.outputs import Replacement, json_text
-from cifake_hub.schema import CLASS_NAMES, LABEL_NAMES
+from cifake_hub.schema import LABEL_NAMES, class_name
 from cifake_hub.training.run_folder import GradcamSummary, RunFolder
 
 
@@ -62,16 +62,17 @@ def dataset_of_run(run_dir: str | Path) -> str:
     return str(dataset)
 
 
-def _labels(ds: Any) -> tuple[np.ndarray, np.ndarray]:
-    table = ds.with_format("numpy")
-    return np.asarray(table["label"][:]), np.asarray(table["category"][:])
-
-
 def explain_run(run_dir: str | Path, config: ExplainConfig) -> GradcamSummary:
     from cifake_hub.explain.gradcam import deletion_test, gradcam, resolve_layers
     from cifake_hub.explain.render import figure6, gallery
     from cifake_hub.training.backend import import_keras
-    from cifake_hub.training.data import carve, load_splits, stratified_subset, to_arrays
+    from cifake_hub.training.data import (
+        carve,
+        labels_and_classes,
+        load_splits,
+        stratified_subset,
+        to_arrays,
+    )
 
     run = RunFolder(run_dir)
     if config.dataset is None:
@@ -84,13 +85,13 @@ def explain_run(run_dir: str | Path, config: ExplainConfig) -> GradcamSummary:
         # The run's own validation slice of train: images the model was not trained on.
         settings = run.config()
         ds = splits["train"]
-        label, category = _labels(ds)
+        label, category = labels_and_classes(ds)
         _, pool = carve(
             label, category, settings["val_fraction"], settings["max_train"], settings["seed"]
         )
     elif split in splits:
         ds = splits[split]
-        label, category = _labels(ds)
+        label, category = labels_and_classes(ds)
         pool = np.arange(label.size)
     else:
         raise CifakeError(f"dataset {config.dataset} has no {split!r} split; it has {list(splits)}")
@@ -114,7 +115,7 @@ def explain_run(run_dir: str | Path, config: ExplainConfig) -> GradcamSummary:
         )
         shown = min(config.gallery, len(rows))
         captions = [
-            f"{CLASS_NAMES[arrays.category[i]]}, {LABEL_NAMES[arrays.y[i]]}: "
+            f"{class_name(int(arrays.category[i]))}, {LABEL_NAMES[arrays.y[i]]}: "
             f"P(REAL)={result.probability[i]:.2f}, explains {LABEL_NAMES[result.explained[i]]}"
             for i in range(shown)
         ]
