@@ -63,6 +63,13 @@ def _scratch(root: Path) -> None:
     Image.fromarray(factories.random_pixels(rng, 200)).save(root / "photos" / "nested" / "b.jpg")
     (root / "photos" / "broken.jpg").write_bytes(b"\xff\xd8 not an image")
     Image.fromarray(factories.random_pixels(rng, 64)).save(root / "more.jpg")
+    # A user's own fakes for "Bring your own images": class folders, a split, any size.
+    for split, n in (("train", 3), ("test", 1)):
+        for cls in ("cat", "truck"):
+            folder = root / "my-fakes" / split / cls
+            folder.mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(factories.random_pixels(rng, 48)).save(folder / f"{i}.png")
     (root / "examples").symlink_to(ROOT / "examples")
 
 
