@@ -108,8 +108,9 @@ class CifakeBuilder(datasets.GeneratorBasedBuilder):
 
 def assemble(
     config: BuildConfig, overwrite: bool = False, extra: Callable[[Path], None] | None = None
-) -> dict[str, Any]:
-    """Write the dataset folder from the builder's examples (REAL + finished FAKE units).
+) -> tuple[dict[str, int], dict[str, Any]]:
+    """Write the dataset folder from the builder's examples (REAL + finished FAKE units +
+    brought sources); returns the rows per split and the build report.
 
     The folder is replaced atomically with the checkpoints carried over; ``extra`` writes
     more files (the configs) into the new folder before the swap.
@@ -142,7 +143,7 @@ def assemble(
         )
         if extra is not None:
             extra(writer.folder)
-    return {split: s.num_examples for split, s in stats.items()}
+    return {split: s.num_examples for split, s in stats.items()}, report
 
 
 def build_report(config: BuildConfig, sources: list[SourceReport]) -> dict[str, Any]:
@@ -191,6 +192,7 @@ class BuildOutcome:
     todo: int  # FAKE images this process was responsible for
     blacked_out: int  # renders the safety checker blacked out, made again
     rows: dict[str, int] | None  # rows per split; None on shards other than 0
+    report: dict[str, Any] | None = None  # build_report.json; None on shards other than 0
 
 
 def build_dataset(
@@ -221,5 +223,5 @@ def build_dataset(
         gen_config.save(folder / DatasetFolder.GENERATOR_CONFIG)
         config.save(folder / DatasetFolder.BUILD_CONFIG)
 
-    outcome.rows = assemble(config, overwrite=overwrite, extra=save_configs)
+    outcome.rows, outcome.report = assemble(config, overwrite=overwrite, extra=save_configs)
     return outcome

@@ -105,8 +105,8 @@ def brought(tmp_path_factory):
             generators=("tiny",),
         )
         env = {**hub_client_env(hub, root / "hf-home"), "OMP_NUM_THREADS": "1"}
-        subprocess.run(cmd, check=True, capture_output=True, env=env)
-    return root, out, before
+        done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+    return root, out, before, done.stdout + done.stderr
 
 
 def _rows(out: Path) -> dict[str, list[dict]]:
@@ -115,7 +115,9 @@ def _rows(out: Path) -> dict[str, list[dict]]:
 
 
 def test_brought_sources_counts_and_generator_column(brought):
-    root, out, _ = brought
+    root, out, _, printed = brought
+    # Every skip is said where the user looks, not only in the report.
+    assert "my-gan (FAKE): 11 found, taken train 7, test 2; 2 skipped" in " ".join(printed.split())
     ds = datasets.load_dataset(str(out))
     names = ds["train"].features["generator"].names
     assert names == ["my-gan", "other-benchmark", "tiny-random-sd"]
@@ -157,7 +159,7 @@ def test_brought_sources_counts_and_generator_column(brought):
 
 
 def test_every_row_has_one_encoding(brought):
-    _, out, _ = brought
+    _, out, _, _ = brought
     rows = _rows(out)
     # auto: the CIFAR-10 source's PNG; the JPEG and the 64x64 image were encoded again.
     assert {r["image"]["bytes"][:8] for part in rows.values() for r in part} == {
@@ -175,7 +177,7 @@ def test_every_row_has_one_encoding(brought):
 
 
 def test_duplicate_across_sources_is_reported_and_sources_untouched(brought):
-    root, out, before = brought
+    root, out, before, _ = brought
     dup = json.loads((out / "build_report.json").read_text())["duplicates"]
     assert (dup["groups"], dup["groups_across_sources"], dup["extra_copies"]) == (1, 1, 1)
     assert {c["source"] for c in dup["listed"][0]} == {"my-gan", "other-benchmark"}
@@ -234,7 +236,7 @@ def test_spec_errors_are_one_line():
 def test_study_and_evaluate_on_brought_sources(brought, tmp_path):
     from cifake_hub.cli.main import main
 
-    _, out, _ = brought
+    _, out, _, _ = brought
     dataset = tmp_path / "ds"
     shutil.copytree(out, dataset)
     assert main(["study", str(dataset), "--out", str(tmp_path / "s"), "--epochs", "1"]) == 0

@@ -53,5 +53,22 @@ def run(args: argparse.Namespace) -> int:
     console.print(
         f"wrote {config.out}: " + ", ".join(f"{k} {v:,} rows" for k, v in outcome.rows.items())
     )
+    report = outcome.report or {}
+    for src in report.get("sources", []):
+        taken = ", ".join(f"{k} {v:,}" for k, v in src["taken"].items()) or "none"
+        console.print(
+            f"{src['name']} ({src['label']}): {src['found']:,} found, taken {taken}; "
+            f"{len(src['skipped'])} skipped, {src['left_out_by_cap']} left out by the cap, "
+            f"{src['without_class']} without a class, {src['resized']} resized"
+        )
+    dup = report.get("duplicates", {})
+    if dup.get("groups"):
+        console.print(
+            f"{dup['extra_copies']} exact duplicate copies in {dup['groups']} groups "
+            f"({dup['groups_across_sources']} across sources, {dup['groups_across_splits']} "
+            "across splits), kept"
+        )
+    if report.get("sources"):
+        console.print(f"details: {config.out}/build_report.json")
     print(config.out)
     return 0

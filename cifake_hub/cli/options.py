@@ -70,7 +70,7 @@ def add_config_options(
         required = f.default is dataclasses.MISSING
         help_text = meta["help"]
         if not required and not (
-            f.default is None or isinstance(f.default, bool) or f.default == ""
+            f.default is None or isinstance(f.default, bool) or f.default in ("", ())
         ):
             shown = ", ".join(f.default) if isinstance(f.default, tuple) else f.default
             shown = f"{shown:.4g}" if isinstance(shown, float) else shown
