@@ -15,7 +15,7 @@ import pytest
 from cifake_hub.builders.imported import ImportedSpec
 from PIL import Image
 
-from cifake_hub.errors import SourceError
+from cifake_hub.errors import ClassNameError, SourceError
 from cifake_hub.images import jpeg_quality
 from tests import factories
 from tests.conftest import HUB_TOKEN, hub_client_env
@@ -248,3 +248,38 @@ def test_study_and_evaluate_on_brought_sources(brought, tmp_path):
     assert main([*args, "--bootstrap", "0", "--out", str(tmp_path / "ev")]) == 0
     report = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
     assert sorted(report["per_generator"]) == record["generators"]
+
+
+def test_parquet_source_with_split_and_class_columns(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from cifake_hub.builders.imported import read_source
+
+    rng = np.random.default_rng(5)
+    images = [factories.png_bytes(factories.random_pixels(rng)) for _ in range(5)]
+    table = pa.table(
+        {
+            "image": [{"bytes": b, "path": None} for b in images[:4]]
+            + [{"bytes": b"x", "path": None}],
+            "class": ["frog", "Truck", None, "frog", "frog"],
+            "split": ["train", "test", "validation", None, "train"],
+        }
+    )
+    pq.write_table(table, tmp_path / "theirs.parquet")
+    spec = ImportedSpec.parse(f"parquet:{tmp_path / 'theirs.parquet'}@theirs", "fake")
+    taken, report = read_source(spec, "FAKE", test_fraction=0.5)
+    frog, truck = 6, 9
+    assert [(t.split, t.category, t.key) for t in taken] == [
+        ("train", frog, "theirs.parquet/0"),
+        ("test", truck, "theirs.parquet/1"),
+        # No usable split: the stratified share decides (one of one per class rounds to 0
+        # or 1 with fraction 0.5; Python rounds half to even, so 0: train).
+        ("train", None, "theirs.parquet/2"),
+        ("train", frog, "theirs.parquet/3"),
+    ]
+    assert report.found == 5 and [s["key"] for s in report.skipped] == ["theirs.parquet/4"]
+    bad = tmp_path / "bad.parquet"
+    one = pa.table({"image": [{"bytes": images[0], "path": None}], "class": ["toad"]})
+    pq.write_table(one, bad)
+    with pytest.raises(ClassNameError, match="unknown class name 'toad'"):
+        read_source(ImportedSpec.parse(f"parquet:{bad}@b", "fake"), "FAKE", 0.5)
