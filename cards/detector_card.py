@@ -90,21 +90,31 @@ def ship_detector(run_dir: str | Path, name: str, retrain: str) -> Path:
     keras_model = type(model).from_config(model.get_config())
     keras_model.set_weights(model.get_weights())
     folder = shipped_folder(name)
-    if folder.exists():
-        shutil.rmtree(folder)  # package data of this repository, rewritten whole
-    folder.mkdir(parents=True)
-    keras_model.save(folder / RunFolder.MODEL)
+    # Staged beside the package folder and swapped in whole: a failed ship leaves the
+    # detector that was there (git-tracked package data) as it was.
+    staged = folder.with_name(f".{name}.staging")
+    if staged.exists():
+        shutil.rmtree(staged)  # a staging folder only this function makes
+    staged.mkdir(parents=True)
+    keras_model.save(staged / RunFolder.MODEL)
     for file in RunFolder.SHIPPED_FILES:
         if (run.path / file).exists():
-            shutil.copy2(run.path / file, folder / file)
+            shutil.copy2(run.path / file, staged / file)
     for sub in RunFolder.SHIPPED_DIRS:
         if (run.path / sub).is_dir():
-            shutil.copytree(run.path / sub, folder / sub, ignore=shutil.ignore_patterns(".*"))
+            shutil.copytree(run.path / sub, staged / sub, ignore=shutil.ignore_patterns(".*"))
     # The run's dataset was a local folder; users make theirs with `cifake import-kaggle
     # cifake-train.zip --out cifake`, which is then the default dataset of evaluate/explain.
     names = {"dataset": SHIPPED_DATASET, "model": name}
-    for path in [*folder.glob("*.json"), *folder.glob("*/*.json")]:
+    for path in [*staged.glob("*.json"), *staged.glob("*/*.json")]:
         record = portable_record(json.loads(path.read_text()), names)
         atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
-    atomic_write_text(folder / RunFolder.CARD, card)
+    atomic_write_text(staged / RunFolder.CARD, card)
+    if folder.exists():
+        old = folder.with_name(f".{name}.old")
+        folder.rename(old)
+        staged.rename(folder)
+        shutil.rmtree(old)
+    else:
+        staged.rename(folder)
     return folder
