@@ -119,3 +119,20 @@ def test_main_job_can_explain_and_publish_a_shipped_detector(tmp_path):
     assert "conv=32x2,dense=64x1" in result.model_card.read_text()
     assert (Path(result.published) / "model" / "model.keras").exists()
     assert not (shipped_folder("paper") / "gradcam").exists()  # the package is not written
+
+
+def test_ship_detector_replaces_the_folder_whole(small_run, tmp_path, monkeypatch):
+    from cifake_hub.cards import detector_card
+    from cifake_hub.training.backend import import_keras
+
+    target = tmp_path / "detectors" / "paper"
+    monkeypatch.setattr(detector_card, "shipped_folder", lambda name: target)
+    target.mkdir(parents=True)
+    (target / "stale.txt").write_text("from an earlier ship")
+    assert detector_card.ship_detector(small_run, "paper", "cifake search ...") == target
+    assert not (target / "stale.txt").exists()  # replaced whole, not merged
+    assert sorted(p.name for p in target.parent.iterdir()) == ["paper"]  # no staging left
+    assert "cifake search ..." in (target / "README.md").read_text()
+    model = import_keras().saving.load_model(target / "model.keras")
+    assert model.predict(np.zeros((1, 32, 32, 3), np.uint8), verbose=0).shape == (1, 1)
+    assert getattr(model, "optimizer", None) is None  # weights and architecture only
