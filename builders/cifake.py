@@ -156,13 +156,12 @@ def build_report(config: BuildConfig, sources: list[SourceReport]) -> dict[str, 
         for r in sources
         if r.role == "FAKE"
     ]
+    every = units(config)
     for g, spec in enumerate(config.specs):
         if recorded_id(spec.model_id) not in config.generated_names:
             continue
         records = [
-            unit_record(unit_path(Path(config.out), u.name))
-            for u in units(config)
-            if u.generator == g
+            unit_record(unit_path(Path(config.out), u.name)) for u in every if u.generator == g
         ]
         # Units written before units recorded how they were made have no record.
         records = [r for r in records if r]

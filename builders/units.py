@@ -17,6 +17,7 @@ directory; resuming with another plan is refused rather than mixing two builds.
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import os
@@ -138,7 +139,8 @@ class BuildConfig(Config):
                 "give a share N for every --generator MODEL:N, or for none (even shares)"
             )
 
-    @property
+    # Derived from the frozen fields once: units, quotas and names ask for them often.
+    @functools.cached_property
     def specs(self) -> tuple[GeneratorSpec, ...]:
         return tuple(GeneratorSpec.parse(text) for text in self.generators)
 
@@ -153,7 +155,7 @@ class BuildConfig(Config):
             ("FAKE", ImportedSpec.parse(s, "fake")) for s in self.fake
         ]
 
-    @property
+    @functools.cached_property
     def generated_names(self) -> tuple[str, ...]:
         """The model ids of the generators that make images in this build."""
         return tuple(
@@ -162,7 +164,7 @@ class BuildConfig(Config):
             if any(self.quotas(split)[g] for split in SPLITS)
         )
 
-    @property
+    @functools.cached_property
     def generator_names(self) -> tuple[str, ...]:
         """The ``generator`` ClassLabel names of the dataset this build writes: generated
         and brought FAKE sources."""
@@ -263,26 +265,23 @@ def check_plan(config: BuildConfig, shared: GeneratorConfig, *, overwrite: bool)
     work = DatasetFolder(config.out).work_dir
     path = work / PLAN
     plan = plan_record(config, shared)
-    if path.exists():
-        earlier = json.loads(path.read_text())
-        if earlier == plan:
-            return
-        if not overwrite:
-            changed = sorted(k for k in plan if plan[k] != earlier.get(k))
-            raise ConfigError(
-                f"{config.out} holds checkpoints of a build with other {', '.join(changed)}; "
-                "run it again with the same options, or add --overwrite to start over"
-            )
-        for unit in work.glob("*.parquet"):
-            unit.unlink()
-    elif any(work.glob("*.parquet")) and not overwrite:
+    earlier = json.loads(path.read_text()) if path.exists() else None
+    if earlier == plan:
+        return
+    stale = sorted(work.glob("*.parquet"))
+    if earlier is not None and not overwrite:
+        changed = sorted(k for k in plan if plan[k] != earlier.get(k))
+        raise ConfigError(
+            f"{config.out} holds checkpoints of a build with other {', '.join(changed)}; "
+            "run it again with the same options, or add --overwrite to start over"
+        )
+    if stale and not overwrite:
         # Checkpoints from before plans were recorded: what made them is unknown.
         raise ConfigError(
             f"{config.out} holds checkpoints with no recorded plan; add --overwrite to start over"
         )
-    else:
-        for unit in work.glob("*.parquet"):
-            unit.unlink()
+    for unit in stale:
+        unit.unlink()
     work.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json_text(plan))
 

@@ -105,10 +105,7 @@ def _brought(built: dict[str, Any] | None) -> list[dict[str, Any]]:
             {
                 **r,
                 "taken": " / ".join(fmt_int(r["taken"].get(split, 0)) for split in SPLITS),
-                "found_as": ", ".join(
-                    f"{e} ({fmt_int(n)})" for e, n in r["encodings_found"].items()
-                )
-                or "-",
+                "found_as": _counted(r["encodings_found"]) or "-",
                 "skipped_count": fmt_int(len(r["skipped"])),
                 "skipped_why": "; ".join(
                     f"{k}: {n}" for k, n in Counter(s["problem"] for s in r["skipped"]).items()
@@ -116,6 +113,11 @@ def _brought(built: dict[str, Any] | None) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def _counted(counts: dict[str, int]) -> str:
+    """``{"png": 8, "jpeg:85": 1}`` as ``png (8), jpeg:85 (1)``."""
+    return ", ".join(f"{name} ({fmt_int(n)})" for name, n in counts.items())
 
 
 def _encoding_record(built: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -126,8 +128,7 @@ def _encoding_record(built: dict[str, Any] | None) -> dict[str, Any] | None:
         "target": built["encoding"],
         "differed": built["sources_differed"],
         "before": [
-            {"source": s, "found": ", ".join(f"{e} ({fmt_int(n)})" for e, n in c.items())}
-            for s, c in built["encodings_before"].items()
+            {"source": s, "found": _counted(c)} for s, c in built["encodings_before"].items()
         ],
         "reencoded": sum(built["reencoded"].values()),
     }

@@ -44,7 +44,7 @@ from cifake_hub.outputs import (
     read_marker,
     record_file,
 )
-from cifake_hub.schema import FAKE, GENERATOR, REAL, dataset_generators
+from cifake_hub.schema import FAKE, REAL, dataset_generators
 from cifake_hub.training.recipes import RECIPES
 from cifake_hub.training.run_folder import RunFolder
 
@@ -125,7 +125,12 @@ def run_study(
 ) -> StudyOutcome:
     """The study into ``config.out`` (see the module docstring); ``progress`` is a training
     :class:`~cifake_hub.training.search.Progress` shared by every detector."""
-    from cifake_hub.training.data import labels_and_classes, load_splits, to_arrays
+    from cifake_hub.training.data import (
+        generator_index,
+        labels_and_classes,
+        load_splits,
+        to_arrays,
+    )
 
     say = on_status or (lambda _msg: None)
     splits = load_splits(config.dataset)
@@ -135,7 +140,7 @@ def run_study(
             f"{config.dataset} has no {missing[0]!r} split; a study needs train and test"
         )
     names = dataset_generators(splits["train"].features)
-    train_gen, test_gen = (_generator_index(splits[s]) for s in ("train", "test"))
+    train_gen, test_gen = (generator_index(splits[s]) for s in ("train", "test"))
     used = sorted(set(train_gen[train_gen >= 0].tolist()) & set(test_gen[test_gen >= 0].tolist()))
     if len(used) < 2:
         raise ConfigError(
@@ -188,14 +193,6 @@ def run_study(
     _write(folder, record)
     _attach(folder, record, config, say)
     return StudyOutcome(folder.path, record)
-
-
-def _generator_index(split: Any) -> np.ndarray:
-    """Each row's ``generator`` index; -1 for REAL rows and rows without one."""
-    if not dataset_generators(split.features):
-        return np.full(split.num_rows, -1)
-    values = split.select_columns([GENERATOR]).to_dict()[GENERATOR]
-    return np.array([-1 if v is None else v for v in values], dtype=np.int64)
 
 
 def _train_rows(

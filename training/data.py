@@ -15,7 +15,7 @@ import numpy as np
 
 from cifake_hub.errors import ConfigError, DatasetFolderError, InvalidImageError
 from cifake_hub.images import read_rgb
-from cifake_hub.schema import IMAGE_SIZE, LABEL_NAMES
+from cifake_hub.schema import GENERATOR, IMAGE_SIZE, LABEL_NAMES, dataset_generators
 
 if TYPE_CHECKING:
     import datasets
@@ -100,6 +100,15 @@ def labels_and_classes(ds: datasets.Dataset) -> tuple[np.ndarray, np.ndarray]:
         table.column("label").to_numpy().astype(np.int64),
         table.column("category").fill_null(-1).to_numpy().astype(np.int64),
     )
+
+
+def generator_index(ds: datasets.Dataset) -> np.ndarray:
+    """Each row's index in the dataset's ``generator`` names, as int64; -1 for REAL rows, and
+    for every row of a dataset made before the column existed."""
+    if not dataset_generators(ds.features):
+        return np.full(ds.num_rows, -1, dtype=np.int64)
+    table = ds.select_columns([GENERATOR]).with_format("arrow")[:]
+    return table.column(GENERATOR).fill_null(-1).to_numpy().astype(np.int64)
 
 
 def stratified_split(

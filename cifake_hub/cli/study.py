@@ -26,26 +26,16 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cifake_hub.cards.study_card import study_table
-    from cifake_hub.progress import console, epoch_info, info_bars
+    from cifake_hub.cli.display import EpochDisplay
+    from cifake_hub.progress import console, info_bars
     from cifake_hub.study import StudyConfig, run_study
-    from cifake_hub.training.search import Progress
 
     config = config_from_args(StudyConfig, args)
     bars = info_bars()
     log = console.print
 
-    class Display(Progress):
-        def __init__(self) -> None:
-            self.epochs = bars.add_task("epochs", total=None, info="")
-
-        def topology_started(self, topology: Any, index: int, total: int, epochs: int) -> None:
-            bars.reset(self.epochs, total=epochs, info="")
-
-        def epoch_ended(self, epoch: int, logs: dict[str, float]) -> None:
-            bars.update(self.epochs, completed=epoch, info=epoch_info(logs))
-
     with bars:
-        outcome = run_study(config, Display(), on_status=log)
+        outcome = run_study(config, EpochDisplay(bars), on_status=log)
     log(study_table(outcome.record))
     log(f"study folder: {outcome.out}")
     return 0

@@ -29,9 +29,9 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cifake_hub.cli.display import EpochDisplay
     from cifake_hub.errors import ConfigError
-    from cifake_hub.progress import console, epoch_info, info_bars
-    from cifake_hub.training.search import Progress
+    from cifake_hub.progress import console, info_bars
     from cifake_hub.training.train import TrainConfig, recipe_table, run_training
 
     if args.list_recipes:
@@ -43,21 +43,8 @@ def run(args: argparse.Namespace) -> int:
     bars = info_bars()
     log = console.print
 
-    class Display(Progress):
-        def __init__(self) -> None:
-            self.epochs = bars.add_task("epochs", total=None, info="")
-
-        def topology_started(self, topology: Any, index: int, total: int, epochs: int) -> None:
-            bars.update(self.epochs, description=topology.name, total=epochs)
-
-        def epoch_ended(self, epoch: int, logs: dict[str, float]) -> None:
-            info = epoch_info(logs)
-            bars.update(self.epochs, completed=epoch, info=info)
-            if not console.is_terminal:
-                log(f"epoch {epoch}: {info}")
-
     with bars:
-        outcome = run_training(args.dataset, args.out, config, Display(), on_status=log)
+        outcome = run_training(args.dataset, args.out, config, EpochDisplay(bars), on_status=log)
     result = outcome.result
     v = result.validation
     log(

@@ -36,7 +36,6 @@ from cifake_hub.evaluate.conditions import (
 from cifake_hub.outputs import Replacement, json_text, output_path
 from cifake_hub.schema import (
     CLASS_NAMES,
-    GENERATOR,
     LABEL_NAMES,
     UNKNOWN_CLASS,
     dataset_generators,
@@ -262,13 +261,15 @@ def evaluate_model(
 def row_generators(ds: Any, rows: np.ndarray, y: np.ndarray) -> np.ndarray:
     """The generator of each FAKE row ("" for REAL rows and unknown ones): the ``generator``
     column, or ``model_id`` in datasets made before it existed."""
+    from cifake_hub.training.data import generator_index
+
     names = dataset_generators(ds.features)
-    column = GENERATOR if names else "model_id"
-    if column not in ds.column_names:
-        return np.full(len(y), "", dtype=object)
-    values = ds.select_columns([column]).select(rows).to_dict()[column]
     if names:
-        values = [None if v is None else names[v] for v in values]
+        values = [names[i] if i >= 0 else None for i in generator_index(ds)[rows]]
+    elif "model_id" in ds.column_names:
+        values = ds.select_columns(["model_id"]).select(rows).to_dict()["model_id"]
+    else:
+        return np.full(len(y), "", dtype=object)
     return np.array(
         [(v or "") if label == 0 else "" for v, label in zip(values, y, strict=True)], dtype=object
     )
@@ -332,19 +333,14 @@ def _calibration(
 
 def _per_class(y: np.ndarray, category: np.ndarray, prob: np.ndarray) -> dict[str, Any]:
     out = {}
-    for c, name in enumerate(CLASS_NAMES):
+    # -1: brought images without a class.
+    for c, name in [*enumerate(CLASS_NAMES), (-1, UNKNOWN_CLASS)]:
         mask = category == c
         if mask.any():
             m = label_metrics(y[mask], prob[mask])
             out[name] = {"rows": int(mask.sum())} | {
                 k: m[k] for k in ("accuracy", "roc_auc", "recall_fake", "recall_real")
             }
-    unknown = category < 0  # brought images without a class
-    if unknown.any():
-        m = label_metrics(y[unknown], prob[unknown])
-        out[UNKNOWN_CLASS] = {"rows": int(unknown.sum())} | {
-            k: m[k] for k in ("accuracy", "roc_auc", "recall_fake", "recall_real")
-        }
     return out
 
 
