@@ -276,13 +276,17 @@ def _table_rows(
             raise SourceError(f"{where}: no image column {column!r} (columns: {', '.join(row)})")
         value = row[column]
         data = value.get("bytes") if isinstance(value, dict) else value
+        problem = None
         if data is None and isinstance(value, dict) and value.get("path"):
-            data = Path(value["path"]).read_bytes()
+            try:
+                data = Path(value["path"]).read_bytes()
+            except OSError as exc:
+                problem = f"its image file {value['path']} cannot be read ({exc.strerror})"
         row_split = row.get(SPLIT_COLUMN, split)
         if row_split is not None and row_split not in SPLITS:
             row_split = None  # another split name: the stratified share decides
         category = _category(row, class_names, f"{where} row {i}")
-        yield Found(f"{prefix}/{i}", data, row_split, category)
+        yield Found(f"{prefix}/{i}", data, row_split, category, problem)
 
 
 def _category(row: dict[str, Any], names: list[str] | None, where: str) -> int | None:
@@ -292,9 +296,15 @@ def _category(row: dict[str, Any], names: list[str] | None, where: str) -> int |
             continue
         if isinstance(value, str):
             return category_index(value)
-        if names is not None:
-            return category_index(names[int(value)])
-        if 0 <= int(value) < len(CLASS_NAMES):
-            return int(value)
-        raise ClassNameError(f"{where}: class {value!r} is not 0-{len(CLASS_NAMES) - 1}")
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            number = -1
+        if names is not None and 0 <= number < len(names):
+            return category_index(names[number])
+        if names is None and 0 <= number < len(CLASS_NAMES) and number == value:
+            return number
+        raise ClassNameError(
+            f"{where}: class {value!r} is not a CIFAR-10 class name or 0-{len(CLASS_NAMES) - 1}"
+        )
     return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,15 @@ def pyplot() -> Any:
 
 
 def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> Path:
-    """Lay out, write (creating folders) and close a figure."""
+    """Lay out, write (creating folders, atomically) and close a figure."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
+    # Written beside, then renamed: a killed run leaves the previous plot, never half a file.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
     pyplot().close(fig)
+    os.replace(tmp, path)
     return path
 
 

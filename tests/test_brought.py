@@ -283,3 +283,21 @@ def test_parquet_source_with_split_and_class_columns(tmp_path):
     pq.write_table(one, bad)
     with pytest.raises(ClassNameError, match="unknown class name 'toad'"):
         read_source(ImportedSpec.parse(f"parquet:{bad}@b", "fake"), "FAKE", 0.5)
+
+
+def test_parquet_rows_pointing_nowhere_or_with_odd_classes(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from cifake_hub.builders.imported import read_source
+
+    gone = str(tmp_path / "gone.png")
+    path = tmp_path / "paths.parquet"
+    pq.write_table(pa.table({"image": [{"bytes": None, "path": gone}], "category": [3]}), path)
+    taken, report = read_source(ImportedSpec.parse(f"parquet:{path}@p", "fake"), "FAKE", 0.5)
+    assert taken == [] and report.skipped[0]["key"] == "paths.parquet/0"
+    assert "cannot be read" in report.skipped[0]["problem"]
+    odd = tmp_path / "odd.parquet"
+    png = factories.png_bytes(factories.random_pixels(np.random.default_rng(0)))
+    pq.write_table(pa.table({"image": [{"bytes": png, "path": None}], "category": [2.5]}), odd)
+    with pytest.raises(ClassNameError, match="class 2.5 is not a CIFAR-10 class name or 0-9"):
+        read_source(ImportedSpec.parse(f"parquet:{odd}@o", "fake"), "FAKE", 0.5)
