@@ -13,6 +13,7 @@ import pytest
 from PIL import Image, ImageFilter
 from sklearn import metrics as skm
 
+from cifake_hub import degrade
 from cifake_hub.errors import ConfigError
 from cifake_hub.evaluate import calibration
 from cifake_hub.evaluate.conditions import DEFAULT_CONDITIONS, parse_condition, parse_conditions
@@ -44,6 +45,43 @@ def test_conditions_are_the_pillow_operations_they_name():
     assert np.array_equal(parse_condition("clean").apply(x, rows), x)
 
 
+def test_batched_jpeg_writes_the_lone_files_byte_for_byte():
+    rng = np.random.default_rng(1)
+    # Smooth fields, noise (long scans with many stuffed 0xFF bytes) and saturated colours.
+    x = np.concatenate(
+        [
+            _images(4),
+            rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8),
+            np.where(rng.random((3, 32, 32, 1)) < 0.5, 255, 0).astype(np.uint8)
+            * np.array([1, 0, 1], dtype=np.uint8),
+        ]
+    )
+    for quality in (95, 50, 10):
+        lone = []
+        for image in x:
+            buf = io.BytesIO()
+            Image.fromarray(image).save(buf, format="JPEG", quality=quality, subsampling="4:2:0")
+            lone.append(buf.getvalue())
+        # chunk=4: the last chunk is partial, and one image per chunk works too.
+        assert degrade.jpeg_streams(x, quality, chunk=4) == lone
+        assert degrade.jpeg_streams(x[:1], quality, chunk=1) == lone[:1]
+        expect = np.stack([degrade.jpeg(image, quality) for image in x])
+        assert np.array_equal(degrade.jpeg_batch(x, quality), expect)
+    assert degrade.jpeg_streams(x[:0], 50) == []
+
+
+def test_batched_resize_and_blur_are_the_per_image_operations():
+    x = np.concatenate([_images(5), np.random.default_rng(2).integers(0, 256, (3, 32, 32, 3))])
+    x = x.astype(np.uint8)
+    for size in (31, 24, 16, 7, 1):
+        expect = np.stack([degrade.down_up(image, size) for image in x])
+        assert np.array_equal(degrade.down_up_batch(x, size), expect)
+    for radius in (0.3, 0.5, 1.0, 2.5, 40):
+        expect = np.stack([degrade.blur(image, radius) for image in x])
+        assert np.array_equal(degrade.blur_batch(x, radius), expect)
+    assert degrade.blur_batch(x[:0], 1.0).shape == (0, 32, 32, 3)
+
+
 def test_noise_is_reproducible_per_row_whatever_the_batch():
     x = _images(8)
     noise = parse_condition("noise:4", seed=3)
@@ -55,6 +93,13 @@ def test_noise_is_reproducible_per_row_whatever_the_batch():
     assert 2.5 < diff.std() < 5.5  # std 4, rounded and clipped
     other = parse_condition("noise:4", seed=4).apply(x, np.arange(8))
     assert not np.array_equal(whole, other)
+    # Parsed together, the levels share their draws and give what each gives alone.
+    together = parse_conditions(["noise:8", "noise:4", "noise:2"], seed=3)
+    rows = np.arange(8)
+    for condition in [together[3], together[1], together[2], together[2]]:
+        alone = parse_condition(condition.name, seed=3).apply(x, rows)
+        assert np.array_equal(condition.apply(x, rows), alone)
+    assert np.array_equal(together[2].apply(x[5:], rows[5:]), whole[5:])
 
 
 def test_bad_and_custom_conditions(tmp_path):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cifake_hub.degrade import add_noise, blur, down_up, jpeg
+from cifake_hub.degrade import add_noise, blur_batch, down_up_batch, jpeg_batch
 from cifake_hub.errors import ConfigError
 from cifake_hub.schema import IMAGE_SIZE
 
@@ -54,36 +54,46 @@ class Condition:
     apply: Transform
 
 
-def _per_image(fn: Callable[[np.ndarray], np.ndarray]) -> Transform:
-    def run(images: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        out = np.empty_like(images)
-        for i, pixels in enumerate(images):
-            out[i] = fn(pixels)
-        return out
+class _NoiseDraws:
+    """The normals of one seed, shared by the noise conditions parsed together: a row's
+    draws (most of a noise condition's time) are made once, every level registered here is
+    made from them, and the other levels wait until they are asked for on the same rows."""
 
-    return run
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.stds: list[float] = []
+        self._source: tuple[np.ndarray, bytes] | None = None
+        self._waiting: dict[float, np.ndarray] = {}
 
+    def transform(self, std: float) -> Transform:
+        self.stds.append(std)
+        return lambda images, rows: self._apply(std, images, rows)
 
-def _noise(std: float, seed: int) -> Transform:
-    def run(images: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        out = np.empty_like(images)
+    def _apply(self, std: float, images: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        source = self._source
+        same = source is not None and source[0] is images and source[1] == rows.tobytes()
+        if same and std in self._waiting:
+            return self._waiting.pop(std)
+        made = {s: np.empty_like(images) for s in [std, *self.stds]}
         for start in range(0, len(images), 1024):
             normals = np.stack(
                 [
-                    np.random.default_rng([seed, int(r)]).standard_normal(
+                    np.random.default_rng([self.seed, int(r)]).standard_normal(
                         images.shape[1:], dtype=np.float32
                     )
                     for r in rows[start : start + 1024]
                 ]
             )
-            out[start : start + 1024] = add_noise(images[start : start + 1024], std, normals)
-        return out
+            for s, out in made.items():
+                out[start : start + 1024] = add_noise(images[start : start + 1024], s, normals)
+        self._source = (images, rows.tobytes())
+        self._waiting = made
+        return self._waiting.pop(std)
 
-    return run
 
-
-def parse_condition(spec: str, seed: int = 0) -> Condition:
-    """``clean`` | ``jpeg:Q`` | ``blur:R`` | ``resize:S`` | ``noise:S`` -> a condition."""
+def parse_condition(spec: str, seed: int = 0, noise: _NoiseDraws | None = None) -> Condition:
+    """``clean`` | ``jpeg:Q`` | ``blur:R`` | ``resize:S`` | ``noise:S`` -> a condition
+    (noise conditions of the same seed given the same ``noise`` share their draws)."""
     kind, _, value = spec.partition(":")
     if kind == "clean" and not value:
         return Condition(spec, kind, None, "the decoded image, unchanged", lambda x, rows: x)
@@ -112,7 +122,7 @@ def parse_condition(spec: str, seed: int = 0) -> Condition:
             kind,
             number,
             f"Pillow JPEG round trip, quality={int(number)}, default tables, 4:2:0 subsampling",
-            _per_image(lambda x: jpeg(x, int(number))),
+            lambda x, rows: jpeg_batch(x, int(number)),
         )
     if kind == "blur":
         return Condition(
@@ -120,7 +130,7 @@ def parse_condition(spec: str, seed: int = 0) -> Condition:
             kind,
             number,
             f"Pillow ImageFilter.GaussianBlur({number:g})",
-            _per_image(lambda x: blur(x, number)),
+            lambda x, rows: blur_batch(x, number),
         )
     if kind == "resize":
         return Condition(
@@ -128,7 +138,7 @@ def parse_condition(spec: str, seed: int = 0) -> Condition:
             kind,
             number,
             f"Pillow bilinear resize to {int(number)}x{int(number)} and back to 32x32",
-            _per_image(lambda x: down_up(x, int(number))),
+            lambda x, rows: down_up_batch(x, int(number)),
         )
     return Condition(
         spec,
@@ -136,7 +146,7 @@ def parse_condition(spec: str, seed: int = 0) -> Condition:
         number,
         f"Gaussian noise, std {number:g} on the 0-255 scale, rounded and clipped; "
         f"{number:g} x float32 standard normals of numpy.random.default_rng([{seed}, row])",
-        _noise(number, seed),
+        (noise or _NoiseDraws(seed)).transform(number),
     )
 
 
@@ -169,6 +179,7 @@ def parse_conditions(specs: Sequence[str], seed: int = 0) -> list[Condition]:
     """Conditions from specs; a spec that is a file holds ``NAME=module:function`` lines
     (or built-in specs), one per line, ``#`` starting a comment."""
     out: list[Condition] = []
+    noise = _NoiseDraws(seed)
     for spec in specs:
         path = Path(spec)
         if path.is_file():
@@ -177,9 +188,11 @@ def parse_conditions(specs: Sequence[str], seed: int = 0) -> list[Condition]:
                 if not line:
                     continue
                 where = f"{path}:{n}"
-                out.append(_custom(line, where) if "=" in line else parse_condition(line, seed))
+                out.append(
+                    _custom(line, where) if "=" in line else parse_condition(line, seed, noise)
+                )
         else:
-            out.append(parse_condition(spec, seed))
+            out.append(parse_condition(spec, seed, noise))
     names = [c.name for c in out]
     if len(set(names)) != len(names):
         raise ConfigError(f"conditions are named twice: {names}")
