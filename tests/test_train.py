@@ -46,7 +46,7 @@ def test_recipes_are_data_listed_and_validated(capsys):
         TrainConfig(epochs=0)
     assert main(["train", "--list-recipes"]) == 0
     out = capsys.readouterr().out
-    assert "| degrade | 0.5 | 0.0 |" in out and "| epochs | 15 | 25 |" in out
+    assert "| degrade | 0.5 | 0.0 |" in out and "| epochs | 25 | 25 |" in out
 
 
 def test_model_takes_uint8_and_augments_only_in_training():
