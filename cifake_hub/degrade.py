@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import simplejpeg
@@ -18,9 +19,16 @@ from cifake_hub.schema import IMAGE_SIZE
 
 def jpeg(pixels: np.ndarray, quality: int) -> np.ndarray:
     """Pillow JPEG re-encode at ``quality`` (default tables, 4:2:0 subsampling), decoded."""
+    return _decode(_encode(pixels, quality))
+
+
+def _encode(pixels: np.ndarray, quality: int, **options: Any) -> bytes:
+    """The condition's encoder: Pillow, default tables, 4:2:0 chroma subsampling."""
     buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="JPEG", quality=quality, subsampling="4:2:0")
-    return _decode(buf.getvalue())
+    Image.fromarray(pixels).save(
+        buf, format="JPEG", quality=quality, subsampling="4:2:0", **options
+    )
+    return buf.getvalue()
 
 
 def _decode(stream: bytes) -> np.ndarray:
@@ -50,17 +58,12 @@ def jpeg_streams(images: np.ndarray, quality: int, chunk: int = 1024) -> list[by
     quality it is that file (tested)."""
     if not len(images):
         return []
-    lone = io.BytesIO()
-    Image.fromarray(images[0]).save(lone, format="JPEG", quality=quality, subsampling="4:2:0")
-    header = lone.getvalue()[: _scan_start(lone.getvalue())]
+    lone = _encode(images[0], quality)
+    header = lone[: _scan_start(lone)]
     streams: list[bytes] = []
     for start in range(0, len(images), chunk):
         part = images[start : start + chunk]
-        buf = io.BytesIO()
-        Image.fromarray(part.reshape(-1, IMAGE_SIZE, 3)).save(
-            buf, format="JPEG", quality=quality, subsampling="4:2:0", restart_marker_rows=2
-        )
-        stacked = buf.getvalue()
+        stacked = _encode(part.reshape(-1, IMAGE_SIZE, 3), quality, restart_marker_rows=2)
         # Stuffing writes a data byte 0xFF as FF 00, so FF D0..D7 can only be a marker.
         scans = re.split(rb"\xff[\xd0-\xd7]", stacked[_scan_start(stacked) : -2])
         if len(scans) != len(part):
