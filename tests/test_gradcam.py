@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from cifake_hub.training.backend import import_keras
+from cifake_hub.training.recipes import RECIPES, build_recipe_model, inference_copy
 
 from cifake_hub.errors import CifakeError
 from cifake_hub.explain.gradcam import gradcam, last_conv_layer
@@ -63,15 +66,33 @@ def functional_model():
     return keras.Model(inp, out)
 
 
+def flip_averaged_model(x, y, path):
+    """A small recipe model trained with flips, saved averaging each image with its mirror."""
+    recipe = dataclasses.replace(
+        RECIPES["strong"], widths=(16, 16), convs_per_block=1, dropout=0.0, shift=0
+    )
+    assert recipe.flip_average
+    keras = import_keras()
+    keras.utils.set_random_seed(1)
+    inference_copy(_train(build_recipe_model(recipe), x, y), recipe).save(path)
+    return keras.saving.load_model(path)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     x, y, _ = square_data(1200, seed=0)
     seq = _train(sequential_model(), x, y)
-    path = tmp_path_factory.mktemp("m") / "seq.keras"
-    seq.save(path)
-    reloaded = import_keras().saving.load_model(path)
+    folder = tmp_path_factory.mktemp("m")
+    seq.save(folder / "seq.keras")
+    reloaded = import_keras().saving.load_model(folder / "seq.keras")
     func = _train(functional_model(), x, y)
-    return {"sequential": seq, "reloaded": reloaded, "functional": func}
+    mirrored = flip_averaged_model(x, y, folder / "flip_averaged.keras")
+    return {
+        "sequential": seq,
+        "reloaded": reloaded,
+        "functional": func,
+        "flip_averaged": mirrored,
+    }
 
 
 @pytest.mark.parametrize("kind", ["sequential", "reloaded", "functional"])
@@ -91,6 +112,19 @@ def test_peak_falls_inside_the_square(trained, kind):
     assert hits / len(pos) >= 0.95
     assert result.heatmaps.shape == (400, 32, 32)
     assert result.heatmaps.min() >= 0 and result.heatmaps.max() <= 1
+
+
+def test_flip_averaged_maps_follow_the_mirror_image(trained):
+    model = trained["flip_averaged"]
+    x, _, _ = square_data(10, seed=6)
+    mirror = x[:, :, ::-1]
+    for method in ("gradcam", "hirescam"):
+        maps = gradcam(model, x, explain="REAL", method=method, batch_size=4)
+        flipped = gradcam(model, mirror, explain="REAL", method=method)
+        assert maps.heatmaps.shape == (10, 32, 32)
+        np.testing.assert_allclose(flipped.probability, maps.probability, atol=1e-6)
+        # The model answers the same for an image and its mirror; its maps are mirrored.
+        np.testing.assert_allclose(flipped.heatmaps, maps.heatmaps[:, :, ::-1], atol=1e-5)
 
 
 def test_batched_equals_per_image(trained):

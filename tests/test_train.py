@@ -8,7 +8,12 @@ import json
 import numpy as np
 import pytest
 from cifake_hub.training.backend import import_keras
-from cifake_hub.training.recipes import RECIPES, build_recipe_model, get_recipe
+from cifake_hub.training.recipes import (
+    RECIPES,
+    build_recipe_model,
+    get_recipe,
+    inference_copy,
+)
 from cifake_hub.training.run_folder import RunFolder
 from cifake_hub.training.search import Progress
 from cifake_hub.training.train import TrainConfig, degraded_batches, run_training
@@ -47,6 +52,7 @@ def test_recipes_are_data_listed_and_validated(capsys):
     assert main(["train", "--list-recipes"]) == 0
     out = capsys.readouterr().out
     assert "| degrade | 0.5 | 0.0 |" in out and "| epochs | 25 | 25 |" in out
+    assert "| flip average | False | True |" in out
 
 
 def test_model_takes_uint8_and_augments_only_in_training():
@@ -64,6 +70,36 @@ def test_model_takes_uint8_and_augments_only_in_training():
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(augment(x / 255, training=False)), x / 255
     )
+
+
+def test_flip_averaged_model_answers_for_an_image_and_its_mirror(tmp_path):
+    from cifake_hub.evaluate.run import calibrated_model
+
+    keras = import_keras()
+    recipe = dataclasses.replace(RECIPES["strong"], widths=(8, 16))
+    assert recipe.flip_average and not RECIPES["robust"].flip_average
+    trained = build_recipe_model(recipe)
+    x = np.random.default_rng(4).integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
+    trained(x, training=True)  # moves the BatchNorm statistics off their start
+    averaged = inference_copy(trained, recipe)
+    plain = inference_copy(trained, dataclasses.replace(recipe, flip_average=False))
+    assert type(plain).__name__ == "Sequential" and averaged.get_layer("flip_average")
+
+    def logit(model, images):
+        p = model.predict(images, verbose=0)[:, 0].astype(np.float64)
+        return np.log(p / (1 - p))
+
+    mirror = x[:, :, ::-1]
+    assert not np.allclose(logit(plain, x), logit(plain, mirror), atol=1e-4)
+    expected = (logit(plain, x) + logit(plain, mirror)) / 2
+    np.testing.assert_allclose(logit(averaged, x), expected, atol=1e-4)
+    np.testing.assert_allclose(logit(averaged, mirror), expected, atol=1e-4)
+    # Built-in layers and keras.ops only: a plain load_model reads it back, same answers.
+    averaged.save(tmp_path / "m.keras")
+    reloaded = keras.saving.load_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(reloaded.predict(x, verbose=0), averaged.predict(x, verbose=0))
+    calibrated = calibrated_model(reloaded, 2.0)
+    np.testing.assert_allclose(logit(calibrated, x), expected / 2, atol=1e-4)
 
 
 def test_degradations_apply_to_training_batches_only():

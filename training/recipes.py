@@ -39,6 +39,9 @@ class Recipe:
     flip: bool  # random horizontal flips
     shift: int  # random shifts of up to N pixels, zero-filled (pad-and-crop)
     degrade: float  # share of training images degraded on the fly (0: none)
+    # The saved model averages the logits of each image and its mirror image (twice the
+    # inference cost); training sees one image at a time. Default for runs saved before it.
+    flip_average: bool = False
 
     def __post_init__(self) -> None:
         checks = [
@@ -92,9 +95,11 @@ RECIPES: dict[str, Recipe] = {
             description=(
                 "the best clean detector from scratch at 32x32: a 288k-parameter VGG-style CNN "
                 "(3 blocks of two 3x3 conv + BatchNorm + ReLU, global average pooling), AdamW "
-                "with cosine decay, flips and 4-pixel shifts, label smoothing 0.05"
+                "with cosine decay, flips and 4-pixel shifts, label smoothing 0.05; the saved "
+                "model averages each image with its mirror image"
             ),
             degrade=0.0,
+            flip_average=True,
             **_VGG,  # type: ignore[arg-type]
         ),
         Recipe(
@@ -120,57 +125,71 @@ def get_recipe(name: str) -> Recipe:
     return RECIPES[name]
 
 
+FLIP_AVERAGE = "flip_average"  # the layer that averages an image's and its mirror's logits
+
+
 def build_recipe_model(recipe: Recipe, *, augment: bool = True) -> Any:
     """The recipe's uncompiled Keras model: raw uint8 RGB 32x32 in, P(REAL) out. Layer names
     follow the paper's models (``scale``, ``conv_*``, ``logit``, ``probability``).
 
     ``augment=False`` leaves out the flip and shift layers: the model that is saved and
     shipped. Keras runs random layers whenever ``training`` is not given, so a user's plain
-    ``model(x)`` would otherwise flip and shift the images it is asked about."""
+    ``model(x)`` would otherwise flip and shift the images it is asked about. With the
+    recipe's ``flip_average`` that model runs its layers once on the batch followed by its
+    mirror images and averages each pair's logits (layer :data:`FLIP_AVERAGE`): built-in
+    layers and ``keras.ops`` only, so a plain ``keras.saving.load_model`` reads it."""
     keras = import_keras()
     L = keras.layers
 
-    layers: list[Any] = [
-        keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3), dtype="uint8", name="image"),
-        L.Rescaling(1 / 255, name="scale"),
-    ]
+    image = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3), dtype="uint8", name="image")
+    head: list[Any] = [L.Rescaling(1 / 255, name="scale")]
     if augment and recipe.flip:
-        layers.append(L.RandomFlip("horizontal", name="flip"))
+        head.append(L.RandomFlip("horizontal", name="flip"))
     if augment and recipe.shift:
         # Nearest-neighbour, whole-pixel shifts: interpolating would blur away the
         # high-frequency traces a detector looks for.
         share = recipe.shift / IMAGE_SIZE
-        layers.append(
+        head.append(
             L.RandomTranslation(
                 share, share, fill_mode="constant", interpolation="nearest", name="shift"
             )
         )
+    trunk: list[Any] = []
     for b, width in enumerate(recipe.widths, 1):
         for c in range(1, recipe.convs_per_block + 1):
-            layers += [
+            trunk += [
                 L.Conv2D(width, 3, padding="same", use_bias=False, name=f"conv_{b}_{c}"),
                 # PyTorch's running-statistics rate: Keras's 0.99 leaves the statistics
                 # far from the data's for the first few hundred steps.
                 L.BatchNormalization(momentum=0.9, name=f"bn_{b}_{c}"),
                 L.ReLU(name=f"relu_{b}_{c}"),
             ]
-        layers.append(L.MaxPooling2D(2, name=f"pool_{b}"))
-    layers.append(L.GlobalAveragePooling2D(name="global_pool"))
+        trunk.append(L.MaxPooling2D(2, name=f"pool_{b}"))
+    trunk.append(L.GlobalAveragePooling2D(name="global_pool"))
     if recipe.dropout:
-        layers.append(L.Dropout(recipe.dropout, name="dropout"))
+        trunk.append(L.Dropout(recipe.dropout, name="dropout"))
+    trunk.append(L.Dense(1, name="logit"))
     # float32 output under mixed precision too (a float16 sigmoid saturates early).
-    layers += [
-        L.Dense(1, name="logit"),
-        L.Activation("sigmoid", dtype="float32", name="probability"),
-    ]
-    return keras.Sequential(layers, name=f"cifake_{recipe.name}")
+    probability = L.Activation("sigmoid", dtype="float32", name="probability")
+    name = f"cifake_{recipe.name}"
+    if augment or not recipe.flip_average:
+        return keras.Sequential([image, *head, *trunk, probability], name=name)
+
+    x = head[0](image)
+    x = keras.ops.concatenate([x, keras.ops.flip(x, axis=2)], axis=0)
+    for layer in trunk:
+        x = layer(x)
+    logit = L.Average(name=FLIP_AVERAGE)(keras.ops.split(x, 2, axis=0))
+    return keras.Model(image, probability(logit), name=name)
 
 
 def inference_copy(model: Any, recipe: Recipe) -> Any:
-    """The trained ``model`` without its augmentation layers (same weights, by layer name)."""
+    """The trained ``model`` as it is saved: without its augmentation layers, with the flip
+    average where the recipe asks for it (same weights, by layer name)."""
     plain = build_recipe_model(recipe, augment=False)
     for layer in plain.layers:
-        layer.set_weights(model.get_layer(layer.name).get_weights())
+        if layer.weights:
+            layer.set_weights(model.get_layer(layer.name).get_weights())
     return plain
 
 

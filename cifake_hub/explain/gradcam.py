@@ -8,7 +8,9 @@ once.
 
 A Sequential model loaded from disk has several inbound nodes per layer, and the usual
 ``Model(inputs, [layer.output, model.output])`` recipe then returns None gradients; such
-models are run layer by layer inside the tape instead. Rendering lives elsewhere.
+models are run layer by layer inside the tape instead. A model that averages each image with
+its mirror image (a recipe's ``flip_average``) runs its convolutions on both: each image's map
+adds the mirror's map, mirrored back. Rendering lives elsewhere.
 
 Methods (``method=``), for the target score S (+-logit), a layer's activations A (H, W, K) and
 the gradients G = dS/dA:
@@ -138,6 +140,7 @@ def gradcam(
     if method not in METHODS:
         raise CifakeError(f"unknown Grad-CAM method {method!r}; choose one of {list(METHODS)}")
     from cifake_hub.training.backend import import_keras
+    from cifake_hub.training.recipes import FLIP_AVERAGE
 
     keras = import_keras()
     ops = keras.ops
@@ -146,6 +149,7 @@ def gradcam(
         raise CifakeError(f"images must be (N, H, W, C), got shape {images.shape}")
     layer = layer or last_conv_layer(model)
     forward = _forward(model, layer)
+    mirrored = FLIP_AVERAGE in {lay.name for lay in _flat_layers(model)}
     maps, probs = [], []
     for start in range(0, len(images), batch_size):
         x = images[start : start + batch_size]
@@ -154,7 +158,12 @@ def gradcam(
         )
         if grads is None:
             raise CifakeError(f"no gradient reaches layer {layer!r} from the logit")
-        cam = ops.relu(METHODS[method](ops, features, grads))[..., None]
+        raw = METHODS[method](ops, features, grads)
+        if mirrored:
+            # The layer saw the batch and then its mirror images: each image's map is its
+            # own pass plus its mirror's pass, mirrored back.
+            raw = raw[: len(x)] + ops.flip(raw[len(x) :], axis=2)
+        cam = ops.relu(raw)[..., None]
         cam = ops.image.resize(cam, images.shape[1:3], interpolation="bilinear")[..., 0]
         peak = ops.max(cam, axis=(1, 2), keepdims=True)
         cam = ops.divide_no_nan(cam, peak)  # an all-zero map stays zero: no evidence
