@@ -175,7 +175,9 @@ def build_recipe_model(recipe: Recipe, *, augment: bool = True) -> Any:
     if augment or not recipe.flip_average:
         return keras.Sequential([image, *head, *trunk, probability], name=name)
 
-    x = head[0](image)
+    x = image
+    for layer in head:
+        x = layer(x)
     x = keras.ops.concatenate([x, keras.ops.flip(x, axis=2)], axis=0)
     for layer in trunk:
         x = layer(x)
