@@ -5,7 +5,14 @@ import dataclasses
 import numpy as np
 import pytest
 from cifake_hub.training.backend import import_keras
-from cifake_hub.training.recipes import RECIPES, build_recipe_model, inference_copy
+from cifake_hub.training.recipes import (
+    RECIPES,
+    apply_view,
+    averaged_views,
+    build_recipe_model,
+    inference_copy,
+    undo_view,
+)
 
 from cifake_hub.errors import CifakeError
 from cifake_hub.explain.gradcam import gradcam, last_conv_layer
@@ -66,12 +73,16 @@ def functional_model():
     return keras.Model(inp, out)
 
 
-def flip_averaged_model(x, y, path):
-    """A small recipe model trained with flips, saved averaging each image with its mirror."""
-    recipe = dataclasses.replace(
-        RECIPES["strong"], widths=(16, 16), convs_per_block=1, dropout=0.0, shift=0
-    )
-    assert recipe.flip_average
+VIEWS_RECIPE = dataclasses.replace(
+    RECIPES["strong"], widths=(16, 16), convs_per_block=1, dropout=0.0, shift=0
+)
+
+
+def view_averaged_model(x, y, path):
+    """A small recipe model trained with flips, saved averaging 10 views of each image: the
+    image and its mirror, each as is and shifted by a pixel left, right, up and down."""
+    recipe = VIEWS_RECIPE
+    assert recipe.flip_average and recipe.shift_average == 1
     keras = import_keras()
     keras.utils.set_random_seed(1)
     inference_copy(_train(build_recipe_model(recipe), x, y), recipe).save(path)
@@ -86,12 +97,12 @@ def trained(tmp_path_factory):
     seq.save(folder / "seq.keras")
     reloaded = import_keras().saving.load_model(folder / "seq.keras")
     func = _train(functional_model(), x, y)
-    mirrored = flip_averaged_model(x, y, folder / "flip_averaged.keras")
+    averaged = view_averaged_model(x, y, folder / "view_averaged.keras")
     return {
         "sequential": seq,
         "reloaded": reloaded,
         "functional": func,
-        "flip_averaged": mirrored,
+        "view_averaged": averaged,
     }
 
 
@@ -114,8 +125,8 @@ def test_peak_falls_inside_the_square(trained, kind):
     assert result.heatmaps.min() >= 0 and result.heatmaps.max() <= 1
 
 
-def test_flip_averaged_maps_follow_the_mirror_image(trained):
-    model = trained["flip_averaged"]
+def test_view_averaged_maps_follow_the_mirror_image(trained):
+    model = trained["view_averaged"]
     x, _, _ = square_data(10, seed=6)
     mirror = x[:, :, ::-1]
     for method in ("gradcam", "hirescam"):
@@ -125,6 +136,37 @@ def test_flip_averaged_maps_follow_the_mirror_image(trained):
         np.testing.assert_allclose(flipped.probability, maps.probability, atol=1e-6)
         # The model answers the same for an image and its mirror; its maps are mirrored.
         np.testing.assert_allclose(flipped.heatmaps, maps.heatmaps[:, :, ::-1], atol=1e-5)
+
+
+def test_view_averaged_maps_add_each_views_map_in_image_pixels(trained):
+    """HiResCAM is linear in the gradients: at a full-resolution layer the averaged model's
+    map is the ReLU of the sum of the one-pass model's maps of the views, each moved back."""
+    import tensorflow as tf
+
+    keras = import_keras()
+    ops = keras.ops
+    model = trained["view_averaged"]
+    plain = inference_copy(
+        model, dataclasses.replace(VIEWS_RECIPE, flip_average=False, shift_average=0)
+    )
+    x, _, _ = square_data(6, seed=7)
+    total, features = np.zeros((6, 32, 32)), None
+    for view in averaged_views(1, True):
+        seen = ops.convert_to_numpy(apply_view(ops, x, view))
+        np.testing.assert_array_equal(
+            ops.convert_to_numpy(undo_view(ops, seen, view))[:, 1:-1, 1:-1], x[:, 1:-1, 1:-1]
+        )
+        with tf.GradientTape() as tape:
+            h = tf.convert_to_tensor(seen)
+            for layer in plain.layers[: [lay.name for lay in plain.layers].index("logit") + 1]:
+                h = layer(h, training=False)
+                features = h if layer.name == "conv_1_1" else features
+            target = tf.reduce_sum(h)  # the logits' sum; inside the tape, to be recorded
+        grads = tape.gradient(target, features)
+        total += ops.convert_to_numpy(undo_view(ops, tf.reduce_sum(grads * features, -1), view))
+    expected = np.maximum(total, 0) / np.maximum(total, 0).max(axis=(1, 2), keepdims=True)
+    maps = gradcam(model, x, layer="conv_1_1", explain="REAL", method="hirescam", batch_size=4)
+    np.testing.assert_allclose(maps.heatmaps, expected, atol=1e-4)
 
 
 def test_batched_equals_per_image(trained):

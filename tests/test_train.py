@@ -51,8 +51,10 @@ def test_recipes_are_data_listed_and_validated(capsys):
         TrainConfig(epochs=0)
     assert main(["train", "--list-recipes"]) == 0
     out = capsys.readouterr().out
-    assert "| degrade | 0.5 | 0.0 |" in out and "| epochs | 25 | 25 |" in out
-    assert "| flip average | False | True |" in out
+    assert "| degrade | 0.5 | 0.0 |" in out and "| epochs | 40 | 40 |" in out
+    assert "| flip average | True | True |" in out and "| shift average | 0 | 1 |" in out
+    with pytest.raises(ConfigError, match="invalid shift average -1"):
+        dataclasses.replace(RECIPES["strong"], shift_average=-1)
 
 
 def test_model_takes_uint8_and_augments_only_in_training():
@@ -72,18 +74,34 @@ def test_model_takes_uint8_and_augments_only_in_training():
     )
 
 
-def test_flip_averaged_model_answers_for_an_image_and_its_mirror(tmp_path):
+def moved(images, dx, dy):
+    """``images`` with their content dx pixels right and dy down, the rest black."""
+    out = np.zeros_like(images)
+    rows, cols = images.shape[1:3]
+    out[:, max(dy, 0) : rows + min(dy, 0), max(dx, 0) : cols + min(dx, 0)] = images[
+        :, max(-dy, 0) : rows + min(-dy, 0), max(-dx, 0) : cols + min(-dx, 0)
+    ]
+    return out
+
+
+@pytest.mark.parametrize(("shift", "flip"), [(0, True), (1, True), (3, False)])
+def test_view_averaged_model_answers_with_the_mean_of_its_views(tmp_path, shift, flip):
     from cifake_hub.evaluate.run import calibrated_model
 
     keras = import_keras()
-    recipe = dataclasses.replace(RECIPES["strong"], widths=(8, 16))
-    assert recipe.flip_average and not RECIPES["robust"].flip_average
+    assert RECIPES["strong"].flip_average and RECIPES["strong"].shift_average == 1
+    recipe = dataclasses.replace(
+        RECIPES["strong"], widths=(8, 16), shift_average=shift, flip_average=flip
+    )
     trained = build_recipe_model(recipe)
     x = np.random.default_rng(4).integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
     trained(x, training=True)  # moves the BatchNorm statistics off their start
     averaged = inference_copy(trained, recipe)
-    plain = inference_copy(trained, dataclasses.replace(recipe, flip_average=False))
-    assert type(plain).__name__ == "Sequential" and averaged.get_layer("flip_average")
+    plain = inference_copy(
+        trained, dataclasses.replace(recipe, flip_average=False, shift_average=0)
+    )
+    name = (f"shift{shift}_" if shift else "") + ("flip_" if flip else "") + "average"
+    assert type(plain).__name__ == "Sequential" and averaged.get_layer(name)
 
     def logit(model, images):
         p = model.predict(images, verbose=0)[:, 0].astype(np.float64)
@@ -91,9 +109,13 @@ def test_flip_averaged_model_answers_for_an_image_and_its_mirror(tmp_path):
 
     mirror = x[:, :, ::-1]
     assert not np.allclose(logit(plain, x), logit(plain, mirror), atol=1e-4)
-    expected = (logit(plain, x) + logit(plain, mirror)) / 2
+    offsets = [(0, 0)] + ([(shift, 0), (-shift, 0), (0, shift), (0, -shift)] if shift else [])
+    images = (x, mirror) if flip else (x,)
+    views = [moved(image, dx, dy) for image in images for dx, dy in offsets]
+    expected = np.mean([logit(plain, view) for view in views], axis=0)
     np.testing.assert_allclose(logit(averaged, x), expected, atol=1e-4)
-    np.testing.assert_allclose(logit(averaged, mirror), expected, atol=1e-4)
+    if flip:  # the mirror image's views are the image's views
+        np.testing.assert_allclose(logit(averaged, mirror), expected, atol=1e-4)
     # Built-in layers and keras.ops only: a plain load_model reads it back, same answers.
     averaged.save(tmp_path / "m.keras")
     reloaded = keras.saving.load_model(tmp_path / "m.keras")

@@ -8,9 +8,11 @@ once.
 
 A Sequential model loaded from disk has several inbound nodes per layer, and the usual
 ``Model(inputs, [layer.output, model.output])`` recipe then returns None gradients; such
-models are run layer by layer inside the tape instead. A model that averages each image with
-its mirror image (a recipe's ``flip_average``) runs its convolutions on both: each image's map
-adds the mirror's map, mirrored back. Rendering lives elsewhere.
+models are run layer by layer inside the tape instead. A model that averages several views
+of each image (its mirror image, shifted copies: a recipe's ``flip_average`` and
+``shift_average``) runs its convolutions on all of them: each view's map is resized to the
+image, moved back to the image's own pixels and added up before the ReLU. Rendering lives
+elsewhere.
 
 Methods (``method=``), for the target score S (+-logit), a layer's activations A (H, W, K) and
 the gradients G = dS/dA:
@@ -21,7 +23,8 @@ the gradients G = dS/dA:
 - ``hirescam`` (Draelos & Carin 2020): ReLU(sum_k G_ijk A_ijk), no averaging of gradients
 - ``layercam`` (Jiang et al. 2021): ReLU(sum_k ReLU(G_ijk) A_ijk)
 
-Each map is resized to the image (bilinear) and scaled to a maximum of 1.
+Each map is resized to the image (bilinear; after the ReLU, but for view-averaging models)
+and scaled to a maximum of 1.
 """
 
 from __future__ import annotations
@@ -140,7 +143,7 @@ def gradcam(
     if method not in METHODS:
         raise CifakeError(f"unknown Grad-CAM method {method!r}; choose one of {list(METHODS)}")
     from cifake_hub.training.backend import import_keras
-    from cifake_hub.training.recipes import FLIP_AVERAGE
+    from cifake_hub.training.recipes import layer_views, undo_view
 
     keras = import_keras()
     ops = keras.ops
@@ -149,7 +152,8 @@ def gradcam(
         raise CifakeError(f"images must be (N, H, W, C), got shape {images.shape}")
     layer = layer or last_conv_layer(model)
     forward = _forward(model, layer)
-    mirrored = FLIP_AVERAGE in {lay.name for lay in _flat_layers(model)}
+    views = next(filter(None, (layer_views(lay.name) for lay in _flat_layers(model))), None)
+    size = images.shape[1:3]
     maps, probs = [], []
     for start in range(0, len(images), batch_size):
         x = images[start : start + batch_size]
@@ -159,12 +163,16 @@ def gradcam(
         if grads is None:
             raise CifakeError(f"no gradient reaches layer {layer!r} from the logit")
         raw = METHODS[method](ops, features, grads)
-        if mirrored:
-            # The layer saw the batch and then its mirror images: each image's map is its
-            # own pass plus its mirror's pass, mirrored back.
-            raw = raw[: len(x)] + ops.flip(raw[len(x) :], axis=2)
-        cam = ops.relu(raw)[..., None]
-        cam = ops.image.resize(cam, images.shape[1:3], interpolation="bilinear")[..., 0]
+        if views:
+            # The layer saw the batch's views one after the other; a shift of one pixel is
+            # a fraction of a cell of a pooled layer, so the maps go back in image pixels.
+            raw = ops.image.resize(raw[..., None], size, interpolation="bilinear")[..., 0]
+            n = len(x)
+            cam = ops.relu(
+                sum(undo_view(ops, raw[k * n : (k + 1) * n], v) for k, v in enumerate(views))
+            )
+        else:
+            cam = ops.image.resize(ops.relu(raw)[..., None], size, interpolation="bilinear")[..., 0]
         peak = ops.max(cam, axis=(1, 2), keepdims=True)
         cam = ops.divide_no_nan(cam, peak)  # an all-zero map stays zero: no evidence
         maps.append(ops.convert_to_numpy(cam).astype(np.float32))
