@@ -70,12 +70,26 @@ class CifakeBuilder(datasets.GeneratorBasedBuilder):
             or any(t.split == split for _, _, taken, _ in self.brought() for t in taken)
         ]
 
-    def _generate_examples(self, split: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    def real_examples(self, split: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The REAL rows of ``split``: the CIFAR-10 source's, then the brought ones."""
         cfg = self.build_config
         for spec in cfg.cifar_sources:
             for row in parse_source(spec).rows(split, per_class=cfg.per_class(split)):
                 yield f"REAL/{row['category']}/{row['source_index']}", row
         yield from self._brought_rows(split, "REAL")
+
+    def real_rows_by_class(self, split: str) -> dict[int, list[dict[str, Any]]]:
+        """The REAL rows of ``split`` by class, in the order they are written (aligned
+        twins pair with them); rows without a class are left out."""
+        by_class: dict[int, list[dict[str, Any]]] = {}
+        for _, row in self.real_examples(split):
+            if row["category"] is not None:
+                by_class.setdefault(row["category"], []).append(row)
+        return by_class
+
+    def _generate_examples(self, split: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        cfg = self.build_config
+        yield from self.real_examples(split)
         for unit in units(cfg):
             if unit.jobs[0].split != split:
                 continue
@@ -173,6 +187,7 @@ def build_report(config: BuildConfig, sources: list[SourceReport]) -> dict[str, 
                 "spec": config.generators[g],
                 "per_class": {split: config.quotas(split)[g] for split in SPLITS},
                 "family": records[0]["family"] if records else None,
+                "zoo": records[0].get("zoo") if records else None,
                 "devices": sorted({r["device"] for r in records}),
                 "images_timed": images,
                 "seconds": seconds,
@@ -212,7 +227,11 @@ def build_dataset(
     )
     check_plan(config, gen_config, overwrite=overwrite)
     todo = shard_images(config)
-    made, blacked_out = make_units(config, gen_config, progress=progress)
+    with tempfile.TemporaryDirectory(prefix="cifake-builder-") as cache:
+        builder = CifakeBuilder(cache_dir=cache, build_config=config)
+        made, blacked_out = make_units(
+            config, gen_config, progress=progress, real_rows=builder.real_rows_by_class
+        )
     outcome = BuildOutcome(made, todo, blacked_out, None)
     if config.rank != 0:
         return outcome

@@ -31,6 +31,7 @@ from cifake_hub.config import Config, option
 from cifake_hub.errors import CifakeError, ConfigError
 from cifake_hub.images import encode_png, resize_to_final
 from cifake_hub.schema import FAKE, PAPER_GENERATOR, TINY_MODEL_IDS, make_row
+from cifake_hub.zoo.folder import is_aligned, is_zoo_folder, zoo_name
 
 DEFAULT_MODEL = PAPER_GENERATOR
 SOURCE = "generator"
@@ -56,6 +57,8 @@ class GeneratorConfig(Config):
     max_attempts: int = option(
         5, "renders per image before a blacked-out image is an error", cli=False
     )
+    # aligned:GEN_DIR of a ddpm: the timestep REAL images are noised to (``,t=T``).
+    noise_t: int | None = option(None, cli=False)
 
     def __post_init__(self) -> None:
         checks = [
@@ -70,6 +73,10 @@ class GeneratorConfig(Config):
             ),
             (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
             (self.max_attempts >= 1, f"max attempts must be >= 1, got {self.max_attempts}"),
+            (
+                self.noise_t is None or 0 < self.noise_t < 1000,
+                f"t must be in (0, 1000), got {self.noise_t}",
+            ),
             (
                 self.device == "auto" or self.device.split(":")[0] in ("cuda", "mps", "cpu"),
                 f"device must be auto, cuda[:N], mps or cpu, got {self.device!r}",
@@ -90,12 +97,14 @@ class GeneratorConfig(Config):
 
 def recorded_id(model_id: str) -> str:
     """The ``model_id`` (and ``generator`` name) rows of ``model_id`` record."""
+    if is_aligned(model_id) or is_zoo_folder(model_id):
+        return zoo_name(model_id)
     return TINY_MODEL_IDS.get(model_id, model_id)
 
 
 @dataclass(frozen=True)
 class GeneratorSpec:
-    """One ``--generator`` value: ``MODEL[:N][,steps=S][,guidance=G][,size=R]``.
+    """One ``--generator`` value: ``MODEL[:N][,steps=S][,guidance=G][,size=R][,t=T]``.
 
     ``N`` is the generator's share of each class's FAKE quota (given for all generators or
     for none: none splits it evenly); the settings override the shared ones for this
@@ -106,6 +115,7 @@ class GeneratorSpec:
     steps: int | None = None
     guidance_scale: float | None = None
     render_size: int | None = None
+    noise_t: int | None = None
 
     @classmethod
     def parse(cls, text: str) -> GeneratorSpec:
@@ -125,7 +135,7 @@ class GeneratorSpec:
             except ValueError:
                 raise ConfigError(
                     f"--generator {text!r}: cannot read {item!r}; write "
-                    "MODEL[:N][,steps=S][,guidance=G][,size=R]"
+                    "MODEL[:N][,steps=S][,guidance=G][,size=R][,t=T]"
                 ) from None
         if not model_id or (share is not None and share < 1):
             raise ConfigError(
@@ -144,6 +154,7 @@ class GeneratorSpec:
             else shared.guidance_scale,
             # 0 again: the new model's native size, unless given for it or for all.
             render_size=self.render_size or shared.render_size,
+            noise_t=self.noise_t if self.noise_t is not None else shared.noise_t,
         )
 
 
@@ -151,6 +162,7 @@ _SPEC_SETTINGS: dict[str, tuple[str, Any]] = {
     "steps": ("steps", int),
     "guidance": ("guidance_scale", float),
     "size": ("render_size", int),
+    "t": ("noise_t", int),
 }
 
 
@@ -378,6 +390,7 @@ class FakeImageGenerator:
             render_size=run.render_size,
             batch_size=batch,
             batch_index=position,
+            family=run.family,
         )
         return Generated(job, row, attempts)
 

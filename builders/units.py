@@ -31,7 +31,6 @@ from typing import Any
 from cifake_hub.builders.encoding import AUTO, Encoding
 from cifake_hub.builders.generate import (
     DEFAULT_MODEL,
-    FakeImageGenerator,
     GeneratorConfig,
     GeneratorSpec,
     Job,
@@ -39,6 +38,7 @@ from cifake_hub.builders.generate import (
 )
 from cifake_hub.builders.imported import ImportedSpec
 from cifake_hub.builders.sources import DEFAULT_REAL_SOURCE
+from cifake_hub.builders.zoo_generator import RealRows, open_generator
 
 from cifake_hub.config import Config, option
 from cifake_hub.dataset_folder import DatasetFolder
@@ -298,10 +298,11 @@ def make_units(
     config: BuildConfig,
     shared: GeneratorConfig,
     progress: Callable[[int], None] | None = None,
+    real_rows: RealRows | None = None,
 ) -> tuple[int, int]:
     """Generate this shard's unfinished units, one generator at a time (each pipeline is
-    loaded once, and only when it has work here). Returns (images made, blacked-out
-    renders made again)."""
+    loaded once, and only when it has work here). ``real_rows`` gives aligned generators
+    the build's REAL rows. Returns (images made, blacked-out renders made again)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -318,7 +319,7 @@ def make_units(
         if not mine:
             continue
         label = names.index(recorded_id(spec.model_id))
-        generator = FakeImageGenerator(spec.config(shared), label=label)
+        generator = open_generator(spec.config(shared), label, real_rows)
         size = generator.config.batch_size
         for unit in mine:
             started = time.perf_counter()
@@ -335,6 +336,8 @@ def make_units(
                 "images": len(rows),
                 "seconds": round(time.perf_counter() - started, 3),
             }
+            if hasattr(generator, "summary"):  # a zoo generator: its training, for the card
+                record["zoo"] = generator.summary
             table = pa.Table.from_pylist(rows, schema=schema)
             table = table.replace_schema_metadata(
                 {**(schema.metadata or {}), UNIT_META: json.dumps(record).encode()}

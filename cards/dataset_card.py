@@ -143,12 +143,16 @@ def generator_table(folder: Path, stats: dict[str, Any]) -> list[dict[str, Any]]
     built = {g["generator"]: g for g in report["generators"]} if report else {}
     out = []
     for name in sorted({g for g, _ in counts}):
-        settings = sorted(
-            f"{sched}, {steps} steps, guidance {guid:g}, {size} px"
-            for (m, sched, steps, guid, size) in stats["generators"]
-            if m == name
-        )
         entry = built.get(name, {})
+        settings = (
+            [zoo_settings(entry["zoo"])]
+            if entry.get("zoo")
+            else sorted(
+                f"{sched}, {steps} steps, guidance {guid:g}, {size} px"
+                for (m, sched, steps, guid, size) in stats["generators"]
+                if m == name
+            )
+        )
         seconds = entry.get("seconds_per_image")
         out.append(
             {
@@ -162,6 +166,33 @@ def generator_table(folder: Path, stats: dict[str, Any]) -> list[dict[str, Any]]
             }
         )
     return out
+
+
+def zoo_settings(zoo: dict[str, Any]) -> str:
+    """A zoo generator's row of the table: how its images were made, its training, where it
+    is (a Hub repo linked, a local folder named)."""
+    from huggingface_hub import constants
+
+    how = f"noised to t={zoo['t']}, then DDIM" if zoo.get("t") else "encoded and decoded"
+    made = f"twins of the REAL rows ({how})" if zoo.get("aligned") else "samples, one seed each"
+    trained = (
+        f"trained {zoo.get('epochs')} epochs on {fmt_int(zoo.get('train_images') or 0)} REAL "
+        f"images ({(zoo.get('train_seconds') or 0) / 3600:.2f} h)"
+    )
+    quality = f"SWD {zoo['swd']} (REAL vs REAL {zoo['swd_real_vs_real']})" if zoo.get("swd") else ""
+    where = (
+        f"[{zoo['repo_id']}]({constants.ENDPOINT}/{zoo['repo_id']})"
+        if zoo.get("repo_id")
+        else f"folder `{zoo.get('folder')}`"
+    )
+    parts = [
+        f"zoo `{zoo['family']}`: {made}",
+        trained,
+        quality,
+        f"weights {zoo['weights_sha256']}",
+        where,
+    ]
+    return "; ".join(p for p in parts if p)
 
 
 def _encoding_note(encodings: Counter[tuple[int, str, str, str]]) -> str:

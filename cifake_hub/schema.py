@@ -50,6 +50,8 @@ PROVENANCE_COLUMNS: dict[str, str] = {
     "render_size": "int32",
     "batch_size": "int32",
     "batch_index": "int32",  # position in its batch: CPU/GPU kernels can differ by position
+    "family": "string",  # FAKE: the generator's family (sd, sdxl, dcgan, aligned-vae ...)
+    "weights_sha256": "string",  # zoo FAKE: sha256 (first 16 hex) of the generator's weights
 }
 # ``generator``: which generator or image source made a FAKE row (null for REAL rows), a
 # ClassLabel of the dataset's own generator ids in sorted order, so the Hub viewer and

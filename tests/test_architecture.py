@@ -22,6 +22,7 @@ LAYERS = {
     "core": 0,
     "builders": 1,
     "training": 1,
+    "zoo": 1,
     "explain": 2,
     "evaluate": 2,
     "cards": 3,
@@ -54,6 +55,7 @@ def layer(module: str) -> str:
     if len(parts) > 1 and parts[1] in (
         "builders",
         "training",
+        "zoo",
         "explain",
         "evaluate",
         "cards",

@@ -22,6 +22,7 @@ from cifake_hub.cli import (
     search,
     study,
     train,
+    zoo,
 )
 from cifake_hub.cli.options import summary
 from cifake_hub.errors import CifakeError
@@ -32,6 +33,7 @@ COMMANDS = (
     build,
     search,
     train,
+    zoo,
     study,
     evaluate,
     explain,
