@@ -278,3 +278,41 @@ def test_build_refuses_bad_zoo_generators(zoo, cifar_tar, small_cifake, tmp_path
     one_error_line(dcgan, "cannot reconstruct")
     other_kind = build(tmp_path / "b", cifar_tar.path, f"aligned:{small_cifake}")
     one_error_line(other_kind, "dataset")
+
+
+def test_generator_round_trip_through_the_hub(zoo, cifar_tar, tmp_path, hub):
+    """`cifake-publish --generator` pushes a generator folder as a model repo, verifies it from
+    a fresh process, and `cifake build --generator NS/NAME` then makes the same images from
+    the Hub as from the local folder."""
+    from tests.conftest import hub_client_env
+
+    env = {**hub_client_env(hub, tmp_path / "hf-home"), "OMP_NUM_THREADS": "1"}
+    repo = "tester/zoo-ddpm"
+    pushed = subprocess.run(
+        [CIFAKE, "publish", "--generator", str(zoo / "ddpm"), "--generator-repo", repo,
+         "--endpoint", hub.endpoint],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert pushed.returncode == 0, pushed.stderr
+    assert "10 samples equal" in pushed.stdout
+    files = {p for p in hub.state.files("model", repo, "main") if p != ".gitattributes"}
+    assert {"zoo_config.json", "training.json", "samples.png", "README.md",
+            "pipeline/model_index.json"} <= files  # fmt: skip
+    assert not any(p.startswith(("checkpoint", "samples/", ".cifake")) for p in files)
+    card = hub.state.files("model", repo, "main")["README.md"].decode()
+    assert f"--generator {repo}" in card and str(tmp_path) not in card
+    built = {}
+    for name, spec in (("hub", repo), ("local", str(zoo / "ddpm"))):
+        out = tmp_path / name
+        cmd = factories.build_cmd(out, cifar_tar.path, generators=(spec,))
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr
+        built[name] = {
+            (r["split"], r["category"], r["source_index"]): (r["image"]["bytes"], r["model_id"])
+            for r in rows(out)
+            if r["label"] == 0
+        }
+    assert {k: v[0] for k, v in built["hub"].items()} == {
+        k: v[0] for k, v in built["local"].items()
+    }
+    assert {v[1] for v in built["hub"].values()} == {repo}

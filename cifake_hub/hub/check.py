@@ -49,13 +49,13 @@ def check_dataset(spec: dict[str, Any], local: Any) -> dict[str, Any]:
     return {"rows": rows, "sampled_images": sampled, "problems": problems}
 
 
-def check_model(spec: dict[str, Any], local: Any) -> dict[str, Any]:
+def _download_and_compare(spec: dict[str, Any]) -> tuple[Path, dict[str, str], list[str]]:
+    """(the repo downloaded, its file hashes, problems): the repo must hold exactly the
+    staged files."""
     from huggingface_hub import snapshot_download
 
     from cifake_hub.hub.targets import tree
-    from cifake_hub.training.backend import import_keras
 
-    keras = import_keras()
     folder = Path(snapshot_download(spec["repo"], revision=spec["revision"]))
     got = {k: v[1] for k, v in tree(folder).items() if k != ".gitattributes"}
     want = spec["tree"]
@@ -64,6 +64,14 @@ def check_model(spec: dict[str, Any], local: Any) -> dict[str, Any]:
         f"{p} on the hub is not the staged file" for p in want if p in got and got[p] != want[p]
     ]
     problems += [f"unexpected {p} on the hub" for p in sorted(set(got) - set(want))]
+    return folder, got, problems
+
+
+def check_model(spec: dict[str, Any], local: Any) -> dict[str, Any]:
+    from cifake_hub.training.backend import import_keras
+
+    keras = import_keras()
+    folder, got, problems = _download_and_compare(spec)
     split = "test" if "test" in local else next(iter(local))
     table = local[split].select(sample_indices(len(local[split])))
     x = np.stack([np.asarray(im.convert("RGB")) for im in table["image"]])
@@ -81,14 +89,27 @@ def check_model(spec: dict[str, Any], local: Any) -> dict[str, Any]:
     }
 
 
-CHECKS = {"dataset": check_dataset, "model": check_model}
+def check_generator(spec: dict[str, Any], local: Any) -> dict[str, Any]:
+    """The generator loaded from the Hub makes the same images as the local folder."""
+    from cifake_hub.zoo.sample import ZooGenerator
+
+    folder, got, problems = _download_and_compare(spec)
+    classes, seeds = list(range(10)), [1000 + i for i in range(10)]
+    mine = ZooGenerator(spec["folder"]).sampler.generate(classes, seeds)
+    theirs = ZooGenerator(folder).sampler.generate(classes, seeds)
+    if not np.array_equal(mine, theirs):
+        problems.append("the generator from the hub makes other images than the local one")
+    return {"files": len(got), "images_generated": len(seeds), "problems": problems}
+
+
+CHECKS = {"dataset": check_dataset, "model": check_model, "generator": check_generator}
 
 
 def main(argv: list[str]) -> int:
     import datasets
 
     spec = json.loads(Path(argv[0]).read_text())
-    local = datasets.load_dataset(spec["dataset"])
+    local = datasets.load_dataset(spec["dataset"]) if spec["dataset"] else None
     result = {t["kind"]: CHECKS[t["kind"]](t, local) for t in spec["targets"]}
     print(json.dumps(result))
     return 0

@@ -27,10 +27,18 @@ from typing import Any, TypeVar
 from cifake_hub.config import Config, option
 from cifake_hub.dataset_folder import DatasetFolder
 from cifake_hub.errors import CifakeError, ConfigError
-from cifake_hub.hub.targets import DatasetTarget, ModelTarget, Pushed, Target, tree
+from cifake_hub.hub.targets import (
+    DatasetTarget,
+    GeneratorTarget,
+    ModelTarget,
+    Pushed,
+    Target,
+    tree,
+)
 from cifake_hub.outputs import Replacement
 from cifake_hub.training.models import resolve_run
 from cifake_hub.training.run_folder import RunFolder
+from cifake_hub.zoo.folder import GeneratorFolder
 
 T = TypeVar("T")
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -59,12 +67,17 @@ def _check_repo_id(option_name: str, value: str) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class PublishConfig(Config):
-    dataset: str = option(help="dataset folder", metavar="DIR")
-    dataset_repo: str = option(help="dataset repo id", metavar="NS/NAME")
+    dataset: str | None = option(None, "dataset folder", metavar="DIR")
+    dataset_repo: str | None = option(None, "dataset repo id", metavar="NS/NAME")
     run: str | None = option(
         None, "run folder of `cifake search`/`train`, or a shipped detector's name", metavar="RUN"
     )
     model_repo: str | None = option(None, "model repo id", metavar="NS/NAME")
+    generator: str | None = option(
+        None, "a zoo generator folder (`cifake zoo train`) to publish as a model repo",
+        metavar="GEN_DIR",
+    )  # fmt: skip
+    generator_repo: str | None = option(None, "the generator's model repo id", metavar="NS/NAME")
     private: bool = option(False, "create new repos private (existing keep theirs)")
     revision: str | None = option(None, "push to this branch (made if missing)")
     create_pr: bool = option(False, "open pull requests instead of committing")
@@ -74,8 +87,22 @@ class PublishConfig(Config):
     verify: bool = option(True, "skip loading everything back", flag="--no-verify")
 
     def __post_init__(self) -> None:
-        if (self.run is None) != (self.model_repo is None):
-            raise ConfigError("give --run and --model-repo together (the model needs both)")
+        for a, b, what in (
+            ("dataset", "dataset_repo", "the dataset"),
+            ("run", "model_repo", "the model"),
+            ("generator", "generator_repo", "a generator"),
+        ):
+            if (getattr(self, a) is None) != (getattr(self, b) is None):
+                flags = f"--{a} and --{b.replace('_', '-')}"
+                raise ConfigError(f"give {flags} together ({what} needs both)")
+        if self.dataset is None and self.generator is None:
+            raise ConfigError(
+                "nothing to publish: give --dataset DIR --dataset-repo NS/NAME (with --run "
+                "RUN --model-repo NS/NAME for its model), or --generator GEN_DIR "
+                "--generator-repo NS/NAME"
+            )
+        if self.run is not None and self.dataset is None:
+            raise ConfigError("a model is published with its dataset: give --dataset too")
         if self.revision is not None and self.create_pr:
             raise ConfigError("give --revision or --create-pr, not both")
         if self.retries < 0 or self.backoff < 0:
@@ -84,11 +111,14 @@ class PublishConfig(Config):
             )
         if self.endpoint is not None:
             _check_url(self.endpoint)
-        for name in ("dataset_repo", "model_repo"):
+        for name in ("dataset_repo", "model_repo", "generator_repo"):
             value = getattr(self, name)
             if value is not None:
                 _check_repo_id(name.replace("_", "-"), value)
-        DatasetFolder(self.dataset).require()
+        if self.dataset is not None:
+            DatasetFolder(self.dataset).require()
+        if self.generator is not None:
+            GeneratorFolder(self.generator).require()
         if self.run is not None:
             RunFolder(resolve_run(self.run)).require_model()
 
@@ -98,10 +128,14 @@ class PublishConfig(Config):
 
 
 def default_targets(cfg: PublishConfig) -> list[Target]:
-    """The dataset, and the model when a run is given."""
-    targets: list[Target] = [DatasetTarget(cfg, cfg.dataset_repo)]
+    """The dataset, the model when a run is given, the generator when one is given."""
+    targets: list[Target] = []
+    if cfg.dataset_repo is not None:
+        targets.append(DatasetTarget(cfg, cfg.dataset_repo))
     if cfg.run is not None and cfg.model_repo is not None:
         targets.append(ModelTarget(cfg, cfg.model_repo, resolve_run(cfg.run)))
+    if cfg.generator is not None and cfg.generator_repo is not None:
+        targets.append(GeneratorTarget(cfg, cfg.generator_repo, cfg.generator))
     return targets
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from cifake_hub.dataset_folder import DatasetFolder, set_dataset_yaml
 from cifake_hub.outputs import MARKER, portable_record
 from cifake_hub.training.run_folder import RunFolder
+from cifake_hub.zoo.folder import GeneratorFolder
 
 if TYPE_CHECKING:
     from cifake_hub.hub.publish import PublishConfig, Session
@@ -313,3 +314,72 @@ class ModelTarget(Target):
 
     def verified(self, check: dict[str, Any]) -> str:
         return f"{check['files']} hashes, {check['images_predicted']} predictions equal"
+
+
+class GeneratorTarget(Target):
+    """A zoo generator folder (`cifake zoo train`): its config, weights (or diffusers
+    pipeline folder), training record, sample grid and card, in one ``upload_folder``
+    commit; no checkpoint or per-epoch grid."""
+
+    kind = "generator"
+    repo_type = "model"
+    steps = ("generator",)
+
+    def __init__(self, cfg: PublishConfig, repo_id: str, folder: str | Path):
+        super().__init__(cfg, repo_id)
+        self.folder = GeneratorFolder(folder).require()
+        self.staged: Path | None = None
+
+    def stage(self, out: Path) -> None:
+        from cifake_hub.cards.generator_card import render_generator_card
+
+        gen = self.folder
+        out.mkdir(parents=True, exist_ok=True)
+        for name in (gen.CONFIG, gen.WEIGHTS, gen.TRAINING, gen.GRID):
+            if (gen.path / name).exists():
+                shutil.copy2(gen.path / name, out / name)
+        if gen.pipeline.is_dir():
+            shutil.copytree(gen.pipeline, out / gen.PIPELINE, dirs_exist_ok=True)
+        # The training data is named by its repo id (or folder name), not a local path.
+        data_name = self.cfg.dataset_repo or Path(str(gen.training().get("dataset"))).name
+        for name in (gen.CONFIG, gen.TRAINING):
+            path = out / name
+            data = json.loads(path.read_text())
+            portable = portable_record(data, {"dataset": data_name})
+            if portable != data:
+                path.write_text(json.dumps(portable, indent=1, sort_keys=True) + "\n")
+        (out / gen.CARD).write_text(render_generator_card(out, repo_id=self.repo_id))
+        self.staged = out
+
+    def push(self, session: Session) -> None:
+        cfg, api, repo, pushed = self.cfg, session.api, self.repo_id, self.pushed
+        staged = session.workdir / self.kind
+        self.stage(staged)
+        session.retrying(lambda: api.create_repo(repo, private=cfg.private, exist_ok=True), repo)
+        head = session.head(self)
+        commit = session.retrying(
+            lambda: api.upload_folder(
+                repo_id=repo,
+                folder_path=staged,
+                commit_message="Upload zoo generator (cifake-publish)",
+                revision=cfg.revision,
+                create_pr=cfg.create_pr,
+                delete_patterns="*",
+            ),
+            repo,
+        )
+        pushed.record(commit, head, "generator")
+        pushed.files = len(api.list_repo_files(repo, revision=commit.oid))
+
+    def check_spec(self) -> dict[str, Any]:
+        assert self.staged is not None, "push (or stage) the generator before checking it"
+        return {
+            "kind": self.kind,
+            "repo": self.repo_id,
+            "revision": self.pushed.head,
+            "folder": str(self.folder.path),
+            "tree": {k: v[1] for k, v in tree(self.staged).items()},
+        }
+
+    def verified(self, check: dict[str, Any]) -> str:
+        return f"{check['files']} hashes, {check['images_generated']} samples equal"
