@@ -37,8 +37,7 @@ GRID_SEED = 12345  # the per-epoch grids show the same seeds every epoch
 
 @dataclass(frozen=True)
 class ZooConfig(Config):
-    family: str = option(help="generator family", positional=True,
-                         choices=tuple(FAMILIES))  # fmt: skip
+    family: str = option(help=f"generator family: {', '.join(FAMILIES)}", positional=True)
     preset: str = option("default", "size: default (the measured one) or tiny (tests: seconds)",
                          choices=PRESETS)  # fmt: skip
     epochs: int | None = option(None, "epochs (default: the preset's)")
@@ -273,6 +272,9 @@ def train_generator(
                 sums[k] = sums.get(k, 0.0) + v
             if progress:
                 progress(epoch, b + 1, batches, losses)
+        grid_classes, seeds = grid_seeds(10)
+        _write_bytes(folder.epoch_grid(epoch), grid_png(sampler.generate(grid_classes, seeds), 10))
+        # The epoch's cost: its batches and its sample grid (the checkpoint, a few MB, after).
         seconds = time.perf_counter() - started
         record = EpochRecord(
             epoch, round(seconds, 3), batches * min(batch, n),
@@ -280,8 +282,6 @@ def train_generator(
         )  # fmt: skip
         history.append({**dataclasses.asdict(record),
                         "images_per_second": round(record.images_per_second, 1)})  # fmt: skip
-        grid_classes, seeds = grid_seeds(10)
-        _write_bytes(folder.epoch_grid(epoch), grid_png(sampler.generate(grid_classes, seeds), 10))
         _save_checkpoint(
             folder.checkpoint, {"epoch": epoch, "history": history, "trainer": trainer.state_dict()}
         )
