@@ -59,10 +59,12 @@ class ZooImageGenerator:
         self._real: dict[str, dict[int, list[dict[str, Any]]]] = {}
         self.t = config.noise_t or DEFAULT_T
         ddpm = family == "ddpm"
+        if ddpm and config.steps:  # `,steps=S` (or --steps): DDIM steps; GANs and VAEs have none
+            self.zoo.sampler.steps = config.steps
         self.settings = Settings(
             family=f"aligned-{family}" if self.aligned else family,
             scheduler=("DDIMScheduler" + (f"(t={self.t})" if self.aligned else "")) if ddpm else "",
-            steps=self.zoo.config.sampler_steps if ddpm else 0,
+            steps=self.zoo.sampler.steps if ddpm else 0,
             guidance_scale=0.0,
             render_size=32,
             extra=(),

@@ -240,7 +240,8 @@ def test_build_with_zoo_generators_and_aligned_twins(zoo, cifar_tar, tmp_path):
                 source["source_file"], source["source_index"])  # fmt: skip
             assert (r["seed"] is None) == (family == "vae")
             if family == "ddpm":
-                assert r["scheduler"] == "DDIMScheduler(t=500)" and r["steps"] == 4
+                # The shared --steps 2 of the test build: the DDPM's DDIM steps.
+                assert r["scheduler"] == "DDIMScheduler(t=500)" and r["steps"] == 2
         else:
             assert r["source"] == "zoo" and r["seed"] is not None
     # Same seed, same image: a second build makes every FAKE row byte for byte.
