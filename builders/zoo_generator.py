@@ -114,9 +114,10 @@ class ZooImageGenerator:
         classes = [job.category for job in jobs]
         sources: list[dict[str, Any] | None] = [None] * len(jobs)
         if self.aligned:
-            sources = list(self._twin_sources(jobs))
+            twins = self._twin_sources(jobs)
+            sources = list(twins)
             pixels = np.stack(
-                [resize_to_final(read_rgb(r["image"]["bytes"], where=_where(r))) for r in sources]
+                [resize_to_final(read_rgb(r["image"]["bytes"], where=_where(r))) for r in twins]
             )  # fmt: skip
             images = self.zoo.sampler.reconstruct(pixels, classes, seeds, t=self.t)
         else:

@@ -110,13 +110,18 @@ class DatasetTarget(Target):
     repo_type = "dataset"
     steps = ("data", "card")
 
+    def __init__(self, cfg: PublishConfig, repo_id: str):
+        super().__init__(cfg, repo_id)
+        assert cfg.dataset is not None, "a dataset target needs --dataset"
+        self.dataset: str = cfg.dataset
+
     def card(self, hub_yaml: dict[str, Any] | None = None) -> str:
         """Our dataset card, with ``hub_yaml``'s dataset_info/configs (push_to_hub's)."""
         from cifake_hub.cards.dataset_card import render_dataset_card
 
         cfg = self.cfg
         card = render_dataset_card(
-            cfg.dataset, repo_id=self.repo_id, model_repo=cfg.model_repo, endpoint=cfg.hub
+            self.dataset, repo_id=self.repo_id, model_repo=cfg.model_repo, endpoint=cfg.hub
         )
         for key in ("dataset_info", "configs"):
             if hub_yaml and key in hub_yaml:
@@ -125,7 +130,7 @@ class DatasetTarget(Target):
 
     def shard_counts(self, splits: Any) -> dict[str, int]:
         """Our folder's shard count per split, so the Hub gets the same file names."""
-        return {s: max(1, len(DatasetFolder(self.cfg.dataset).shards(s))) for s in splits}
+        return {s: max(1, len(DatasetFolder(self.dataset).shards(s))) for s in splits}
 
     def stage(self, out: Path) -> None:
         """The repo's files as ``push_to_hub`` makes them."""
@@ -136,7 +141,7 @@ class DatasetTarget(Target):
         )
         from huggingface_hub import DatasetCardData
 
-        ds = load_local(self.cfg.dataset)
+        ds = load_local(self.dataset)
         counts = self.shard_counts(ds)
         splits = datasets.SplitDict()
         uploaded = 0
@@ -163,7 +168,7 @@ class DatasetTarget(Target):
         from huggingface_hub import CommitOperationAdd, DatasetCard, hf_hub_download
 
         cfg, api, repo, pushed = self.cfg, session.api, self.repo_id, self.pushed
-        ds = load_local(cfg.dataset)
+        ds = load_local(self.dataset)
         session.retrying(
             lambda: api.create_repo(repo, repo_type="dataset", private=cfg.private, exist_ok=True),
             repo,
@@ -258,7 +263,7 @@ class ModelTarget(Target):
                 continue
             data = json.loads(path.read_text())
             portable = portable_record(
-                data, {"dataset": self.cfg.dataset_repo, "model": self.repo_id}
+                data, {"dataset": self.cfg.dataset_repo or "", "model": self.repo_id}
             )
             if portable != data:
                 path.write_text(json.dumps(portable, indent=1) + "\n")

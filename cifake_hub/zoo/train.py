@@ -304,7 +304,7 @@ def _export(folder: GeneratorFolder, trainer: Trainer, config: ZooConfig) -> Non
         assert trainer.scheduler is not None
         pipe = DDPMPipeline(unet=trainer.nets["unet"], scheduler=trainer.scheduler)
         tmp = folder.path / f".{GeneratorFolder.PIPELINE}.{os.getpid()}.tmp"
-        pipe.save_pretrained(tmp)
+        pipe.save_pretrained(tmp)  # type: ignore[attr-defined]
         if folder.pipeline.exists():
             import shutil
 
