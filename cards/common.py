@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from cifake_hub.config import check_repo_id
+
 TEMPLATES = Path(__file__).parent
 
 CITATIONS = """\
@@ -54,3 +56,11 @@ def size_category(n: int) -> str:
 
 def fmt_int(n: int) -> str:
     return f"{n:,}"
+
+
+def check_repo_ids(**repo_ids: str | None) -> None:
+    """Refuse a repo id that is not NAMESPACE/NAME before it is written into a card's YAML,
+    links and examples."""
+    for name, value in repo_ids.items():
+        if value is not None:
+            check_repo_id(f"--{name.replace('_', '-')}", value)

@@ -12,7 +12,7 @@ from typing import Any
 
 import datasets
 import pyarrow.parquet as pq
-from cifake_hub.cards.common import CITATIONS, TEMPLATES, fmt_int, size_category
+from cifake_hub.cards.common import CITATIONS, TEMPLATES, check_repo_ids, fmt_int, size_category
 from cifake_hub.cards.study_card import study_table
 
 from cifake_hub.dataset_folder import DatasetFolder
@@ -221,6 +221,7 @@ def render_dataset_card(
 ) -> Any:
     from huggingface_hub import DatasetCard, DatasetCardData
 
+    check_repo_ids(repo_id=repo_id, model_repo=model_repo)
     dataset = DatasetFolder(folder)
     folder = dataset.path
     stats = dataset_stats(folder)

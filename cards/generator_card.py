@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cifake_hub.cards.common import TEMPLATES
+from cifake_hub.cards.common import TEMPLATES, check_repo_ids
 
 from cifake_hub.outputs import atomic_write_text, record_file
 from cifake_hub.schema import CLASS_NAMES
@@ -21,6 +21,7 @@ def render_generator_card(gen_dir: str | Path, repo_id: str | None = None) -> st
     from huggingface_hub import ModelCardData
     from jinja2 import Template
 
+    check_repo_ids(repo_id=repo_id)
     folder = GeneratorFolder(gen_dir)
     config = ZooConfig.load(folder.config_path)
     t = folder.training()

@@ -7,7 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cifake_hub.cards.common import CITATIONS, TEMPLATES, fmt_int, fmt_interval, fmt_pct
+from cifake_hub.cards.common import (
+    CITATIONS,
+    TEMPLATES,
+    check_repo_ids,
+    fmt_int,
+    fmt_interval,
+    fmt_pct,
+)
 from cifake_hub.cards.gradcam_card import METHOD_NAMES, write_gradcam_card
 from cifake_hub.cards.study_card import study_table
 from cifake_hub.training.run_folder import RecipeResult, RunFolder
@@ -55,6 +62,7 @@ def render_model_card(
     """The card of a search run or of a recipe run (`cifake train`)."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+    check_repo_ids(repo_id=repo_id, dataset_repo=dataset_repo)
     run = RunFolder(run_dir)
     config = run.config()
     test = run.test_results()

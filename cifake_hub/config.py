@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any, TypeVar
 
+from cifake_hub.errors import ConfigError
 from cifake_hub.outputs import atomic_write_text
 
 T = TypeVar("T", bound="Config")
@@ -77,3 +78,19 @@ def _tuples(value: Any) -> Any:
     if isinstance(value, list):
         return tuple(_tuples(v) for v in value)
     return value
+
+
+def check_repo_id(option_name: str, value: str) -> None:
+    """Refuse a Hub repo id that is not NAMESPACE/NAME (huggingface_hub's own validation):
+    it is written into cards and URLs."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    problem = "" if value.count("/") == 1 else "it needs a namespace"
+    if not problem:
+        try:
+            validate_repo_id(value)
+        except HFValidationError as exc:
+            problem = str(exc).splitlines()[0]
+    if problem:
+        raise ConfigError(f"{option_name} must be NAMESPACE/NAME, got {value!r}: {problem}")

@@ -278,3 +278,33 @@ def test_folder_source_with_a_dangling_link_is_one_error(tmp_path):
     (cls / "0.png").symlink_to(tmp_path / "missing.png")
     with pytest.raises(SourceError, match=r"0.png cannot be read"):
         list(parse_source(f"dir:{tmp_path}").rows("train"))
+
+
+# -- values written into cards and conditions (issue 27, part) ---------------------------------
+@pytest.mark.parametrize("repo_id", ["NS/x\n---\nevil: true", "../../etc", "no-namespace"])
+def test_card_repo_ids_are_validated_before_anything_is_written(small_run, tmp_path, repo_id,
+                                                                capsys):  # fmt: skip
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(small_run, run)
+    before = snapshot(run)
+    assert main(["card", "model", str(run), "--repo-id", repo_id]) == 1
+    err = capsys.readouterr().err
+    assert "--repo-id must be NAMESPACE/NAME" in err and len(err.strip().splitlines()) == 1
+    assert main(["card", "model", str(run), "--dataset-repo", repo_id]) == 1
+    assert "--dataset-repo must be NAMESPACE/NAME" in capsys.readouterr().err
+    assert snapshot(run) == before
+
+
+@pytest.mark.parametrize("conditions", ["", ",,,", " , "])
+def test_conditions_naming_nothing_are_one_line(small_run, conditions, capsys):
+    assert main(["evaluate", str(small_run), "--conditions", conditions]) == 1
+    err = capsys.readouterr().err
+    assert "names no condition" in err and len(err.strip().splitlines()) == 1
+
+
+def test_negative_gallery_is_one_line(small_run, capsys):
+    assert main(["explain", str(small_run), "--gallery", "-1"]) == 1
+    err = capsys.readouterr().err
+    assert "gallery must be >= 0" in err and len(err.strip().splitlines()) == 1

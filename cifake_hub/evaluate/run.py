@@ -71,6 +71,11 @@ class EvaluateConfig(Config):
             )
         if self.max_rows is not None and self.max_rows < 2:
             raise ConfigError(f"max rows must be >= 2, got {self.max_rows}")
+        if not any(s.strip() for s in self.conditions.split(",")):
+            raise ConfigError(
+                f"--conditions {self.conditions!r} names no condition; give e.g. "
+                "clean,jpeg:50,blur:1.0 (clean is always added)"
+            )
 
     def parsed_conditions(self) -> list[Condition]:
         specs = [s.strip() for s in self.conditions.split(",") if s.strip()]

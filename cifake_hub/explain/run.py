@@ -52,6 +52,8 @@ class ExplainConfig(Config):
             raise ConfigError(f"deletion fraction must be in (0, 1), got {self.deletion_fraction}")
         if not 0 <= self.alpha <= 1:
             raise ConfigError(f"alpha must be in [0, 1], got {self.alpha}")
+        if self.gallery < 0:
+            raise ConfigError(f"gallery must be >= 0 images, got {self.gallery}")
 
 
 def dataset_of_run(run_dir: str | Path) -> str:

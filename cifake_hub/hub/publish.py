@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cifake_hub.config import Config, option
+from cifake_hub.config import Config, check_repo_id, option
 from cifake_hub.dataset_folder import DatasetFolder
 from cifake_hub.errors import CifakeError, ConfigError
 from cifake_hub.hub.targets import (
@@ -49,20 +49,6 @@ PUBLISH_TREE_KIND = "publish-tree"
 def _check_url(endpoint: str) -> None:
     if not re.match(r"^https?://[^/\s]+", endpoint):
         raise ConfigError(f"endpoint must be an http(s) URL, got {endpoint!r}")
-
-
-def _check_repo_id(option_name: str, value: str) -> None:
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
-
-    problem = "" if value.count("/") == 1 else "it needs a namespace"
-    if not problem:
-        try:
-            validate_repo_id(value)
-        except HFValidationError as exc:
-            problem = str(exc).splitlines()[0]
-    if problem:
-        raise ConfigError(f"{option_name} must be NAMESPACE/NAME, got {value!r}: {problem}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,7 +100,7 @@ class PublishConfig(Config):
         for name in ("dataset_repo", "model_repo", "generator_repo"):
             value = getattr(self, name)
             if value is not None:
-                _check_repo_id(name.replace("_", "-"), value)
+                check_repo_id(name.replace("_", "-"), value)
         if self.dataset is not None:
             DatasetFolder(self.dataset).require()
         if self.generator is not None:
