@@ -308,3 +308,17 @@ def test_negative_gallery_is_one_line(small_run, capsys):
     assert main(["explain", str(small_run), "--gallery", "-1"]) == 1
     err = capsys.readouterr().err
     assert "gallery must be >= 0" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["search", "train"])
+@pytest.mark.parametrize("fraction", ["0.99", "0.001"])
+def test_a_validation_split_leaving_a_label_nearly_empty_is_refused(
+    small_cifake, tmp_path, command, fraction
+):
+    extra = ["--recipe", "robust"] if command == "train" else []
+    res = _run(command, str(small_cifake), "--out", str(tmp_path / "run"),
+               "--val-fraction", fraction, *extra)  # fmt: skip
+    assert res.returncode == 1, res.stderr
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "each label needs at least" in errors[0], res.stderr
+    assert "Traceback" not in res.stderr

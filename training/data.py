@@ -151,15 +151,31 @@ def stratified_subset(label: np.ndarray, category: np.ndarray, n: int, seed: int
     )
 
 
+# Rows of each label a split must leave: trained on, and held out for validation.
+MIN_ROWS_PER_LABEL = {"training": 2, "validation": 1}
+
+
 def carve(
     label: np.ndarray, category: np.ndarray, val_fraction: float, max_train: int | None, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(train rows, validation rows) of the train split, as row indices of that split:
-    capped at ``max_train`` rows (stratified), then ``val_fraction`` held out (stratified)."""
+    capped at ``max_train`` rows (stratified), then ``val_fraction`` held out (stratified).
+    A split that leaves either label with fewer than ``MIN_ROWS_PER_LABEL`` rows on a side is
+    refused: a model trained on one image of a label, or selected without one, means nothing."""
     rows = np.arange(label.size)
     if max_train is not None:
         rows = stratified_subset(label, category, max_train, seed)
     keep, held = stratified_split(label[rows], category[rows], val_fraction, seed)
+    for side, picked in (("training", rows[keep]), ("validation", rows[held])):
+        for value, name in enumerate(LABEL_NAMES):
+            count = int((label[picked] == value).sum())
+            if count < MIN_ROWS_PER_LABEL[side]:
+                raise ConfigError(
+                    f"--val-fraction {val_fraction:g} holds out {held.size} of {rows.size:,} "
+                    f"rows and leaves {count} {name} row(s) for {side}; each label needs at "
+                    f"least {MIN_ROWS_PER_LABEL[side]} there: choose another fraction, or use "
+                    "more rows"
+                )
     return rows[keep], rows[held]
 
 
