@@ -117,9 +117,10 @@ def test_resume_after_a_stop_mid_epoch_is_identical(zoo, small_cifake, tmp_path,
     assert GeneratorFolder(out).training()["epochs_done"] == 3
 
 
-def test_sigkill_then_the_same_command_resumes_identically(small_cifake, tmp_path):
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_sigkill_then_the_same_command_resumes_identically(small_cifake, tmp_path, family):
     def cmd(out):
-        return [CIFAKE, "zoo", "train", "dcgan", str(small_cifake), "--out", str(out),
+        return [CIFAKE, "zoo", "train", family, str(small_cifake), "--out", str(out),
                 "--preset", "tiny", "--epochs", "8"]  # fmt: skip
 
     subprocess.run(cmd(tmp_path / "whole"), check=True, capture_output=True, env=ENV)
