@@ -5,8 +5,8 @@
     model.safetensors      the sampler's weights (GANs: generator; vae: encoder + decoder)
     pipeline/              ddpm: the diffusers pipeline folder (save_pretrained)
     training.json          per-epoch losses and seconds, the quality figure, total time
-    samples.png            the final sample grid (a row per class)
-    samples/epoch-NNN.png  the grid after every epoch
+    samples.png            the final sample grid (a row of ten per class)
+    samples/epoch-NNN.png  a preview grid after every epoch (six per class)
     checkpoint/last.pt     the resume point (networks, optimizers, epoch; not published)
     README.md              the model card
     .cifake-output.json    the marker: cifake wrote this folder

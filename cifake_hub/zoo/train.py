@@ -32,7 +32,10 @@ from cifake_hub.zoo.quality import sliced_wasserstein
 from cifake_hub.zoo.sample import Sampler
 
 PRESETS = ("default", "tiny")
-GRID_SEED = 12345  # the per-epoch grids show the same seeds every epoch
+GRID_SEED = 12345  # the grids show the same seeds every epoch
+# The per-epoch grids watch the training; they must not cost a DDPM a large share of an epoch.
+PREVIEW_PER_CLASS, PREVIEW_STEPS = 6, 20
+FINAL_PER_CLASS = 10
 
 
 @dataclass(frozen=True)
@@ -255,6 +258,9 @@ def train_generator(
         config.latent,
         config.sampler_steps,
     )
+    preview = Sampler(
+        sampler.family, sampler.nets, sampler.latent, min(sampler.steps, PREVIEW_STEPS)
+    )
     epochs = int(config.epochs or 0)
     unclassed = int((classes < 0).sum())
     params = {r: sum(p.numel() for p in net.parameters()) for r, net in trainer.nets.items()}
@@ -272,8 +278,11 @@ def train_generator(
                 sums[k] = sums.get(k, 0.0) + v
             if progress:
                 progress(epoch, b + 1, batches, losses)
-        grid_classes, seeds = grid_seeds(10)
-        _write_bytes(folder.epoch_grid(epoch), grid_png(sampler.generate(grid_classes, seeds), 10))
+        grid_classes, seeds = grid_seeds(PREVIEW_PER_CLASS)
+        _write_bytes(
+            folder.epoch_grid(epoch),
+            grid_png(preview.generate(grid_classes, seeds), PREVIEW_PER_CLASS),
+        )
         # The epoch's cost: its batches and its sample grid (the checkpoint, a few MB, after).
         seconds = time.perf_counter() - started
         record = EpochRecord(
@@ -289,7 +298,8 @@ def train_generator(
     say("exporting the sampler and computing the quality figure")
     _export(folder, trainer, config)
     quality = _quality(sampler, images, classes, config)
-    _write_bytes(folder.grid, folder.epoch_grid(epochs).read_bytes())
+    grid_classes, seeds = grid_seeds(FINAL_PER_CLASS)
+    _write_bytes(folder.grid, grid_png(sampler.generate(grid_classes, seeds), FINAL_PER_CLASS))
     training = _write_training(folder, config, history, n, unclassed, params, quality=quality)
     folder.checkpoint.unlink()  # finished: the exported weights are the result
     return ZooOutcome(folder, epochs - start, start, training)
