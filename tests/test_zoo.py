@@ -321,3 +321,14 @@ def test_generator_round_trip_through_the_hub(zoo, cifar_tar, tmp_path, hub):
         k: v[0] for k, v in built["local"].items()
     }
     assert {v[1] for v in built["hub"].values()} == {repo}
+
+
+def test_a_generator_still_training_is_refused_by_build(small_cifake, cifar_tar, tmp_path):
+    gen = tmp_path / "half"
+    with pytest.raises(KeyboardInterrupt):
+
+        def stop(epoch, batch, batches, losses):
+            raise KeyboardInterrupt
+
+        train_generator(small_cifake, gen, ZooConfig("vae", preset="tiny"), stop)
+    one_error_line(build(tmp_path / "d", cifar_tar.path, str(gen)), "has not finished")

@@ -86,12 +86,14 @@ class GeneratorFolder(OutputFolder):
         if self.is_generator():
             return self
         marker = read_marker(self.path)
-        if marker is not None and marker["kind"] != self.KIND:
-            found = f"a cifake-hub {marker['kind']} folder"
-        elif marker is not None:
-            found = "a generator whose training has not finished"
-        else:
-            found = "not a generator folder"
+        if marker is not None and marker["kind"] == self.KIND:
+            raise CifakeError(
+                f"{self.path} holds a generator whose training has not finished; run its "
+                "`cifake zoo train` command again to finish it"
+            )
+        found = "not a generator folder"
+        if marker is not None:
+            found = f"a cifake-hub {marker['kind']} folder, not a generator"
         raise CifakeError(
             f"{self.path} is {found} ({self.CONFIG} and {self.WEIGHTS} or {self.PIPELINE}/); "
             "train one with `cifake zoo train FAMILY DATASET --out GEN_DIR`"
