@@ -90,7 +90,7 @@ FAMILIES: dict[str, FamilyInfo] = {
         True,
         {
             "tiny": Preset(8, 0, 3, 16, 2e-4, TINY_IMAGES, sampler_steps=4),
-            "default": Preset(32, 0, 4, 128, 2e-4, sampler_steps=50),
+            "default": Preset(32, 0, 16, 128, 2e-4, sampler_steps=50),
         },
     ),
 }
