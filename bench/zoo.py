@@ -25,7 +25,8 @@ from _util import run_measured  # noqa: E402
 
 OURS = """
 import json, sys, time
-from cifake_hub.zoo.train import ZooConfig, train_generator
+from cifake_hub.zoo.config import ZooConfig
+from cifake_hub.zoo.train import train_generator
 from cifake_hub.zoo.sample import ZooGenerator
 family, data, out, epochs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 cfg = ZooConfig(family, epochs=epochs, quality_images=10)
@@ -47,7 +48,8 @@ import dataclasses, json, sys, time
 import numpy as np, torch
 from cifake_hub.training.data import load_splits, to_arrays
 from cifake_hub.zoo.families import FAMILIES, Trainer
-from cifake_hub.zoo.train import ZooConfig, _epoch_generator
+from cifake_hub.zoo.config import ZooConfig
+from cifake_hub.zoo.train import _epoch_generator
 family, data, epochs = sys.argv[1], sys.argv[2], int(sys.argv[3])
 cfg = ZooConfig(family, epochs=epochs)
 x = to_arrays(load_splits(data)["train"])

@@ -10,9 +10,9 @@ from cifake_hub.cards.common import TEMPLATES, check_repo_ids
 from cifake_hub.outputs import atomic_write_text, record_file
 from cifake_hub.schema import CLASS_NAMES
 from cifake_hub.zoo import quality as quality_module
+from cifake_hub.zoo.config import ZooConfig
 from cifake_hub.zoo.families import family_info
 from cifake_hub.zoo.folder import GeneratorFolder
-from cifake_hub.zoo.train import ZooConfig
 
 TEMPLATE = TEMPLATES / "generator_card.md.j2"
 

@@ -15,9 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from cifake_hub.outputs import read_marker
+from cifake_hub.zoo.config import ZooConfig
 from cifake_hub.zoo.families import FAMILIES
 from cifake_hub.zoo.folder import GeneratorFolder
-from cifake_hub.zoo.train import ZooConfig, train_generator
+from cifake_hub.zoo.train import train_generator
 from tests import factories
 
 CIFAKE = str(Path(sys.executable).parent / "cifake")

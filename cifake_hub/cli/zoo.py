@@ -18,7 +18,7 @@ HELP = "train generator families of your own (dcgan, upconv-gan, vae, ddpm) on R
 
 
 def register(sub: Any) -> None:
-    from cifake_hub.zoo.train import ZooConfig
+    from cifake_hub.zoo.config import ZooConfig
 
     p = sub.add_parser(NAME, help=HELP)
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -34,7 +34,8 @@ def run_train(args: argparse.Namespace) -> int:
     from cifake_hub.cards.generator_card import write_generator_card
     from cifake_hub.cli.options import config_from_args
     from cifake_hub.progress import console, info_bars
-    from cifake_hub.zoo.train import ZooConfig, train_generator
+    from cifake_hub.zoo.config import ZooConfig
+    from cifake_hub.zoo.train import train_generator
 
     config = config_from_args(ZooConfig, args)
     bars = info_bars()

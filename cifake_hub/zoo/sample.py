@@ -11,6 +11,7 @@ import numpy as np
 
 from cifake_hub.errors import CifakeError, ConfigError
 from cifake_hub.outputs import read_marker
+from cifake_hub.zoo.config import ZooConfig
 from cifake_hub.zoo.families import SAMPLER_NETS, build_nets, ddpm_scheduler, family_info
 from cifake_hub.zoo.folder import GeneratorFolder
 
@@ -154,8 +155,6 @@ class ZooGenerator:
 
     def __init__(self, path: str | Path):
         from safetensors.torch import load_file
-
-        from cifake_hub.zoo.train import ZooConfig
 
         self.folder = GeneratorFolder(path).require()
         try:
