@@ -17,9 +17,8 @@ from cifake_hub.config import Config, option
 from cifake_hub.dataset_folder import DatasetFolder
 from cifake_hub.errors import ConfigError
 from cifake_hub.outputs import check_replaceable, claim
-from cifake_hub.shipped import DETECTORS
+from cifake_hub.shipped import DETECTORS, SAMPLE
 
-SAMPLE = Path(__file__).parent / "data" / "cifake-sample.zip"
 QUICK_TOPOLOGY = "conv=32x2,dense=64x1"  # the paper's final choice
 CONFIG_FILE = "job_config.json"
 JOB_KIND = "job"

@@ -10,6 +10,9 @@ from pathlib import Path
 DETECTORS = ("robust", "strong", "paper")
 DEFAULT_DETECTOR = "robust"  # what `cifake predict` uses without --model
 FOLDER = Path(__file__).resolve().parent / "detectors"
+# 250 REAL + 250 FAKE Kaggle CIFAKE images per split (data/README.md): the main job's default
+# input and the app's examples; from the Kaggle train split, which the detectors trained on.
+SAMPLE = Path(__file__).resolve().parent / "data" / "cifake-sample.zip"
 
 
 def shipped_folder(name: str) -> Path:

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cifake_hub.demo import SAMPLE
+from cifake_hub.shipped import SAMPLE
 from tests import factories
 from tests.conftest import hub_client_env
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from cifake_hub import __version__
 from cifake_hub.cli import (
+    app,
     build,
     card,
     demo,
@@ -40,6 +41,7 @@ COMMANDS = (
     card,
     publish,
     predict,
+    app,
 )
 DEBUG_VARIABLE = "CIFAKE_DEBUG"
 

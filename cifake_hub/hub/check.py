@@ -56,7 +56,11 @@ def _download_and_compare(spec: dict[str, Any]) -> tuple[Path, dict[str, str], l
 
     from cifake_hub.hub.targets import tree
 
-    folder = Path(snapshot_download(spec["repo"], revision=spec["revision"]))
+    folder = Path(
+        snapshot_download(
+            spec["repo"], repo_type=spec.get("repo_type", "model"), revision=spec["revision"]
+        )
+    )
     got = {k: v[1] for k, v in tree(folder).items() if k != ".gitattributes"}
     want = spec["tree"]
     problems = [f"{p} missing on the hub" for p in sorted(set(want) - set(got))]
@@ -102,7 +106,40 @@ def check_generator(spec: dict[str, Any], local: Any) -> dict[str, Any]:
     return {"files": len(got), "images_generated": len(seeds), "problems": problems}
 
 
-CHECKS = {"dataset": check_dataset, "model": check_model, "generator": check_generator}
+def check_space(spec: dict[str, Any], local: Any) -> dict[str, Any]:
+    """The Space's ``app.py``, loaded as the Space runs it (its model from the model repo),
+    answers one image of the embedded sample as the local model does."""
+    import runpy
+    import tempfile
+    import zipfile
+
+    from cifake_hub.images import read_rgb
+    from cifake_hub.shipped import SAMPLE
+    from cifake_hub.training.backend import import_keras
+
+    folder, got, problems = _download_and_compare(spec)
+    with zipfile.ZipFile(SAMPLE) as archive:
+        data = archive.read(sorted(n for n in archive.namelist() if "/FAKE/" in n)[0])
+    with tempfile.TemporaryDirectory(prefix="cifake-check-space-") as tmp:
+        image = Path(tmp) / "fake.jpg"
+        image.write_bytes(data)
+        app = runpy.run_path(str(folder / "app.py"))
+        (record,) = app["answer"]([image])
+    (answer,) = record["detectors"].values()
+    x = read_rgb(data)[None]
+    keras = import_keras()
+    want = 1.0 - float(keras.saving.load_model(spec["model"]).predict(x, verbose=0).ravel()[0])
+    if answer is None or abs(answer["p_fake"] - want) > 1e-6:
+        problems.append(f"app.py answered {answer}, the local model P(FAKE) {want}")
+    return {"files": len(got), "images_predicted": 1, "problems": problems}
+
+
+CHECKS = {
+    "dataset": check_dataset,
+    "model": check_model,
+    "generator": check_generator,
+    "space": check_space,
+}
 
 
 def main(argv: list[str]) -> int:

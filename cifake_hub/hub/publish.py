@@ -32,6 +32,7 @@ from cifake_hub.hub.targets import (
     GeneratorTarget,
     ModelTarget,
     Pushed,
+    SpaceTarget,
     Target,
     tree,
 )
@@ -64,6 +65,9 @@ class PublishConfig(Config):
         metavar="GEN_DIR",
     )  # fmt: skip
     generator_repo: str | None = option(None, "the generator's model repo id", metavar="NS/NAME")
+    space_repo: str | None = option(
+        None, "also publish a Gradio Space running `cifake app` on the model", metavar="NS/NAME"
+    )
     private: bool = option(False, "create new repos private (existing keep theirs)")
     revision: str | None = option(None, "push to this branch (made if missing)")
     create_pr: bool = option(False, "open pull requests instead of committing")
@@ -87,6 +91,11 @@ class PublishConfig(Config):
                 "RUN --model-repo NS/NAME for its model), or --generator GEN_DIR "
                 "--generator-repo NS/NAME"
             )
+        if self.space_repo is not None and self.model_repo is None:
+            raise ConfigError(
+                "a Space shows the model it is published with: give --run RUN --model-repo "
+                "NS/NAME with --space-repo"
+            )
         if self.run is not None and self.dataset is None:
             raise ConfigError("a model is published with its dataset: give --dataset too")
         if self.revision is not None and self.create_pr:
@@ -97,7 +106,7 @@ class PublishConfig(Config):
             )
         if self.endpoint is not None:
             _check_url(self.endpoint)
-        for name in ("dataset_repo", "model_repo", "generator_repo"):
+        for name in ("dataset_repo", "model_repo", "generator_repo", "space_repo"):
             value = getattr(self, name)
             if value is not None:
                 check_repo_id(name.replace("_", "-"), value)
@@ -114,7 +123,8 @@ class PublishConfig(Config):
 
 
 def default_targets(cfg: PublishConfig) -> list[Target]:
-    """The dataset, the model when a run is given, the generator when one is given."""
+    """The dataset, the model when a run is given, the generator when one is given, the
+    Space when asked for."""
     targets: list[Target] = []
     if cfg.dataset_repo is not None:
         targets.append(DatasetTarget(cfg, cfg.dataset_repo))
@@ -122,6 +132,8 @@ def default_targets(cfg: PublishConfig) -> list[Target]:
         targets.append(ModelTarget(cfg, cfg.model_repo, resolve_run(cfg.run)))
     if cfg.generator is not None and cfg.generator_repo is not None:
         targets.append(GeneratorTarget(cfg, cfg.generator_repo, cfg.generator))
+    if cfg.space_repo is not None and cfg.model_repo is not None and cfg.run is not None:
+        targets.append(SpaceTarget(cfg, cfg.space_repo, cfg.model_repo, resolve_run(cfg.run)))
     return targets
 
 
@@ -323,6 +335,7 @@ def verify(cfg: PublishConfig, targets: Sequence[Target]) -> dict[str, Any]:
             "HF_ENDPOINT": cfg.hub,
             "HF_HUB_CACHE": str(Path(cache) / "hub"),
             "HF_DATASETS_CACHE": str(Path(cache) / "datasets"),
+            "TMPDIR": cache,  # what a Space's app.py makes goes with the cache
         }
         started = time.perf_counter()
         proc = subprocess.run(

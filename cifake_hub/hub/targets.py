@@ -97,6 +97,46 @@ class Target:
         """What the fresh-process check needs to compare this repo with the local files."""
         raise NotImplementedError
 
+    def upload_staged(self, session: Session, message: str) -> None:
+        """Stage the repo's files and push them in one ``upload_folder`` commit (the one step
+        of a target whose repo mirrors a folder)."""
+        cfg, api, repo, pushed = self.cfg, session.api, self.repo_id, self.pushed
+        staged = session.workdir / self.kind
+        self.stage(staged)
+        session.retrying(
+            lambda: api.create_repo(
+                repo, repo_type=self.repo_type, private=cfg.private, exist_ok=True,
+                **({"space_sdk": "gradio"} if self.repo_type == "space" else {}),
+            ),
+            repo,
+        )  # fmt: skip
+        if cfg.revision:
+            session.retrying(
+                lambda: api.create_branch(
+                    repo, repo_type=self.repo_type, branch=cfg.revision, exist_ok=True
+                ),
+                repo,
+            )
+        head = session.head(self)
+        count = sum(1 for p in staged.rglob("*") if p.is_file())
+        session.say(f"{repo}: uploading {count} files in one commit")
+        commit = session.retrying(
+            lambda: api.upload_folder(
+                repo_id=repo,
+                repo_type=self.repo_type,
+                folder_path=staged,
+                commit_message=message,
+                revision=cfg.revision,
+                create_pr=cfg.create_pr,
+                # The repo mirrors the staged tree: files of an earlier publish do not linger.
+                delete_patterns="*",
+            ),
+            repo,
+        )
+        (step,) = self.steps
+        pushed.record(commit, head, step)
+        pushed.files = len(api.list_repo_files(repo, repo_type=self.repo_type, revision=commit.oid))
+
     def verified(self, check: dict[str, Any]) -> str:
         """The check's result in a few words."""
         raise NotImplementedError
@@ -281,31 +321,7 @@ class ModelTarget(Target):
         self.staged = out
 
     def push(self, session: Session) -> None:
-        cfg, api, repo, pushed = self.cfg, session.api, self.repo_id, self.pushed
-        staged = session.workdir / self.kind
-        self.stage(staged)
-        session.retrying(lambda: api.create_repo(repo, private=cfg.private, exist_ok=True), repo)
-        if cfg.revision:
-            session.retrying(
-                lambda: api.create_branch(repo, branch=cfg.revision, exist_ok=True), repo
-            )
-        head = session.head(self)
-        count = sum(1 for p in staged.rglob("*") if p.is_file())
-        session.say(f"{repo}: uploading {count} files in one commit")
-        commit = session.retrying(
-            lambda: api.upload_folder(
-                repo_id=repo,
-                folder_path=staged,
-                commit_message="Upload CIFAKE detector (cifake-publish)",
-                revision=cfg.revision,
-                create_pr=cfg.create_pr,
-                # The repo mirrors the staged tree: files of an earlier run do not linger.
-                delete_patterns="*",
-            ),
-            repo,
-        )
-        pushed.record(commit, head, "model")
-        pushed.files = len(api.list_repo_files(repo, revision=commit.oid))
+        self.upload_staged(session, "Upload CIFAKE detector (cifake-publish)")
 
     def check_spec(self) -> dict[str, Any]:
         assert self.staged is not None, "push (or stage) the model before checking it"
@@ -357,24 +373,7 @@ class GeneratorTarget(Target):
         self.staged = out
 
     def push(self, session: Session) -> None:
-        cfg, api, repo, pushed = self.cfg, session.api, self.repo_id, self.pushed
-        staged = session.workdir / self.kind
-        self.stage(staged)
-        session.retrying(lambda: api.create_repo(repo, private=cfg.private, exist_ok=True), repo)
-        head = session.head(self)
-        commit = session.retrying(
-            lambda: api.upload_folder(
-                repo_id=repo,
-                folder_path=staged,
-                commit_message="Upload zoo generator (cifake-publish)",
-                revision=cfg.revision,
-                create_pr=cfg.create_pr,
-                delete_patterns="*",
-            ),
-            repo,
-        )
-        pushed.record(commit, head, "generator")
-        pushed.files = len(api.list_repo_files(repo, revision=commit.oid))
+        self.upload_staged(session, "Upload zoo generator (cifake-publish)")
 
     def check_spec(self) -> dict[str, Any]:
         assert self.staged is not None, "push (or stage) the generator before checking it"
@@ -388,3 +387,43 @@ class GeneratorTarget(Target):
 
     def verified(self, check: dict[str, Any]) -> str:
         return f"{check['files']} hashes, {check['images_generated']} samples equal"
+
+
+class SpaceTarget(Target):
+    """A Gradio Space running `cifake app` on the published model (``app.py``,
+    ``requirements.txt``, the README with the Space YAML, and this package's wheel), in one
+    ``upload_folder`` commit."""
+
+    kind = "space"
+    repo_type = "space"
+    steps = ("space",)
+
+    def __init__(self, cfg: PublishConfig, repo_id: str, model_repo: str, run: str | Path):
+        super().__init__(cfg, repo_id)
+        self.model_repo = model_repo
+        self.run = RunFolder(run)
+        self.staged: Path | None = None
+
+    def stage(self, out: Path) -> None:
+        from cifake_hub.hub.space import write_space
+
+        datasets = [self.cfg.dataset_repo] if self.cfg.dataset_repo else []
+        write_space(out, [self.model_repo], datasets, self.cfg.hub, self.repo_id, self.cfg.revision)
+        self.staged = out
+
+    def push(self, session: Session) -> None:
+        self.upload_staged(session, "Upload cifake app (cifake-publish)")
+
+    def check_spec(self) -> dict[str, Any]:
+        assert self.staged is not None, "push (or stage) the Space before checking it"
+        return {
+            "kind": self.kind,
+            "repo": self.repo_id,
+            "repo_type": self.repo_type,
+            "revision": self.pushed.head,
+            "model": str(self.run.model),
+            "tree": {k: v[1] for k, v in tree(self.staged).items()},
+        }
+
+    def verified(self, check: dict[str, Any]) -> str:
+        return f"{check['files']} hashes equal; app.py answered {check['images_predicted']} image"
