@@ -36,7 +36,7 @@ from cifake_hub.builders.units import (
 
 from cifake_hub.dataset_folder import DatasetFolder
 from cifake_hub.images import encode_png
-from cifake_hub.outputs import atomic_write_text, check_replaceable, claim, json_text
+from cifake_hub.outputs import atomic_write_text, check_replaceable, claim, json_text, writes
 from cifake_hub.schema import FAKE, REAL, SPLITS, features, make_row
 
 
@@ -209,6 +209,7 @@ class BuildOutcome:
     report: dict[str, Any] | None = None  # build_report.json; None on shards other than 0
 
 
+@writes("config.out", shared=lambda config, *args, **kwargs: config.world > 1)
 def build_dataset(
     config: BuildConfig,
     gen_config: GeneratorConfig,

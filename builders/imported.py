@@ -22,6 +22,7 @@ is resized to 32x32 bilinearly, the way generated renders are (counted).
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ import numpy as np
 from cifake_hub.builders.encoding import Encoding
 
 from cifake_hub.errors import ClassNameError, SourceError
-from cifake_hub.images import read_checked
+from cifake_hub.images import read_checked, read_regular
 from cifake_hub.schema import CLASS_NAMES, SPLITS, category_index
 
 KINDS = ("dir", "parquet", "hub")
@@ -198,7 +199,7 @@ def _found(spec: ImportedSpec) -> Iterator[Found]:
 def _folder(root: Path) -> Iterator[Found]:
     if not root.is_dir():
         raise SourceError(f"dir:{root} is not a folder")
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+    for path in _entries(root):
         rel = path.relative_to(root)
         parts = list(rel.parts[:-1])
         split = parts.pop(0) if parts and parts[0] in SPLITS else None
@@ -211,11 +212,21 @@ def _folder(root: Path) -> Iterator[Found]:
         except ClassNameError as exc:
             raise ClassNameError(f"dir:{root}: folder {parts[0]!r}: {exc}") from None
         try:
-            data: bytes | None = path.read_bytes()
+            data: bytes | None = read_regular(path)
             problem = None
         except OSError as exc:
-            data, problem = None, f"cannot be read ({exc.strerror})"
+            data, problem = None, f"cannot be read ({exc.strerror or exc})"
         yield Found(rel.as_posix(), data, split, category, problem)
+
+
+def _entries(root: Path) -> list[Path]:
+    """Every entry but real folders: files, links (dangling, looping or to folders, which
+    are not followed) and FIFOs, so each is found and then read or reported."""
+    found = []
+    for folder, dirs, files in os.walk(root):
+        found += [Path(folder, d) for d in dirs if Path(folder, d).is_symlink()]
+        found += [Path(folder, f) for f in files]
+    return sorted(found)
 
 
 def _parquet(path: Path, column: str) -> Iterator[Found]:

@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 from cifake_hub.config import Config, option
 from cifake_hub.dataset_folder import DatasetFolder
 from cifake_hub.errors import ConfigError, FileNameError, InvalidImageError, SourceError
-from cifake_hub.images import image_problem
-from cifake_hub.outputs import atomic_write_text, json_text, output_path
+from cifake_hub.images import NotRegularFileError, image_problem, read_regular
+from cifake_hub.outputs import atomic_write_text, json_text, output_path, writes
 from cifake_hub.schema import (
     CLASS_NAMES,
     FAKE,
@@ -141,7 +141,7 @@ class _Source:
     def read(self, name: str, member: int = -1) -> bytes:
         if self._zip is not None:
             return self._zip.read(self._zip.infolist()[member] if member >= 0 else name)
-        return (self.path / name).read_bytes()
+        return read_regular(self.path / name)
 
     def close(self) -> None:
         if self._zip is not None:
@@ -239,6 +239,9 @@ def _check_chunk(names: Sequence[tuple[str, int]]) -> list[tuple[bytes, bytes, s
     for name, member in names:
         try:
             data = _worker_source.read(name, member)
+        except NotRegularFileError as exc:
+            out.append((b"", b"", f"cannot be read ({exc})"))
+            continue
         except (OSError, zipfile.BadZipFile, EOFError) as exc:
             out.append((b"", b"", f"cannot be read ({type(exc).__name__}: {exc})"))
             continue
@@ -288,6 +291,7 @@ class ImportResult:
     report_path: Path
 
 
+@writes("config.out")
 def import_kaggle(
     config: ImportConfig,
     *,

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from cifake_hub.errors import InvalidImageError, SourceError
-from cifake_hub.images import encode_png, image_problem
+from cifake_hub.images import encode_png, image_problem, read_regular
 from cifake_hub.schema import CLASS_NAMES, REAL, SPLITS, category_index, make_row
 
 DEFAULT_REAL_SOURCE = "hub:uoft-cs/cifar10"
@@ -240,10 +240,10 @@ class FolderSource:
                 if not limit.take(categories[class_dir]):
                     break
                 try:
-                    data = file.read_bytes()
+                    data = read_regular(file)
                 except OSError as exc:
                     raise SourceError(
-                        f"{file} cannot be read ({exc.strerror}); remove or replace it"
+                        f"{file} cannot be read ({exc.strerror or exc}); remove or replace it"
                     ) from exc
                 problem = image_problem(data)
                 if problem is not None:

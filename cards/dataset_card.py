@@ -18,7 +18,7 @@ from cifake_hub.cards.study_card import study_table
 from cifake_hub.dataset_folder import DatasetFolder
 from cifake_hub.errors import DatasetFolderError
 from cifake_hub.images import describe_encoding
-from cifake_hub.outputs import atomic_write_text
+from cifake_hub.outputs import atomic_write_text, writes
 from cifake_hub.schema import (
     CLASS_NAMES,
     GENERATOR,
@@ -328,6 +328,7 @@ def render_dataset_card(
     return card
 
 
+@writes("folder")
 def write_dataset_card(folder: str | Path, **kwargs: Any) -> Path:
     """Render the card into ``folder/README.md``, keeping its ``dataset_info``/``configs``."""
     dataset = DatasetFolder(folder).require_ours()

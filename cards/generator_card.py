@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cifake_hub.cards.common import TEMPLATES, check_repo_ids
 
-from cifake_hub.outputs import atomic_write_text, record_file
+from cifake_hub.outputs import atomic_write_text, record_file, writes
 from cifake_hub.schema import CLASS_NAMES
 from cifake_hub.zoo import quality as quality_module
 from cifake_hub.zoo.config import ZooConfig
@@ -67,6 +67,7 @@ def render_generator_card(gen_dir: str | Path, repo_id: str | None = None) -> st
     )
 
 
+@writes("gen_dir")
 def write_generator_card(gen_dir: str | Path, repo_id: str | None = None) -> Path:
     folder = GeneratorFolder(gen_dir).require_ours()
     atomic_write_text(folder.card, render_generator_card(folder.path, repo_id))

@@ -11,7 +11,7 @@ from cifake_hub.cards.common import TEMPLATES, fmt_interval
 from cifake_hub.training.run_folder import GradcamSummary, RunFolder
 
 from cifake_hub.errors import CifakeError
-from cifake_hub.outputs import atomic_write_text, record_file
+from cifake_hub.outputs import atomic_write_text, record_file, writes
 
 TEMPLATE = TEMPLATES / "gradcam_card.md.j2"
 CARD = "README.md"
@@ -192,6 +192,7 @@ def render_gradcam_card(run_dir: str | Path) -> str:
     )
 
 
+@writes("run_dir")
 def write_gradcam_card(run_dir: str | Path) -> Path:
     """``gradcam/README.md`` of a run folder cifake wrote (recorded in the folder's marker)."""
     run = RunFolder(run_dir).require_ours()

@@ -20,7 +20,7 @@ from cifake_hub.cards.study_card import study_table
 from cifake_hub.training.run_folder import RecipeResult, RunFolder
 from cifake_hub.training.topology import Topology
 
-from cifake_hub.outputs import atomic_write_text
+from cifake_hub.outputs import atomic_write_text, writes
 
 TEMPLATE = TEMPLATES / "model_card.md.j2"
 CARD_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
@@ -305,6 +305,7 @@ def _fmt_metric(name: str, value: float | None) -> str:
     return f"{100 * value:.2f}%" if name == "accuracy" else f"{value:.4f}"
 
 
+@writes("run_dir")
 def write_model_card(run_dir: str | Path, **kwargs: Any) -> Path:
     run = RunFolder(run_dir).require_ours()
     card = render_model_card(run_dir, **kwargs)

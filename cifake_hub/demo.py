@@ -16,7 +16,7 @@ from typing import Any
 from cifake_hub.config import Config, option
 from cifake_hub.dataset_folder import DatasetFolder
 from cifake_hub.errors import ConfigError
-from cifake_hub.outputs import check_replaceable, claim
+from cifake_hub.outputs import check_replaceable, claim, writes
 from cifake_hub.shipped import DETECTORS, SAMPLE
 
 QUICK_TOPOLOGY = "conv=32x2,dense=64x1"  # the paper's final choice
@@ -88,6 +88,7 @@ class JobResult:
     published: str  # the dry-run folder, or the repo URLs
 
 
+@writes("out")
 def run_job(out: str | Path, cfg: JobConfig, status: Callable[[str], None] = print) -> JobResult:
     """The main job into the job folder ``out``. With ``cfg.endpoint``, set ``HF_ENDPOINT``
     before importing huggingface_hub or datasets (`cifake demo` does)."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import os
+import stat
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,6 +50,8 @@ def describe_problem(exc: BaseException) -> str:
             f"too large to decode safely (more than {Image.MAX_IMAGE_PIXELS:,} pixels; "
             "a decompression bomb, or resize it first)"
         )
+    if isinstance(exc, NotRegularFileError):
+        return f"cannot be read ({exc})"
     if isinstance(exc, OSError) and exc.strerror:
         return f"cannot be read ({exc.strerror})"
     return f"unreadable ({type(exc).__name__}: {exc})"
@@ -111,6 +115,40 @@ def to_rgb8(im: Image.Image) -> np.ndarray:
             f"{im.mode}) has no standard 8-bit rendering; convert it to 8-bit RGB first"
         )
     return np.asarray(im.convert("RGB"))
+
+
+class NotRegularFileError(OSError):
+    """A path that is not a regular file (after following links): never read, since a FIFO
+    or a device would block or never end."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+    @property
+    def reason(self) -> str:
+        return str(self.args[0])
+
+
+_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device",
+          stat.S_IFBLK: "a device", stat.S_IFDIR: "a folder"}  # fmt: skip
+
+
+def read_regular(path: str | Path) -> bytes:
+    """The bytes of the regular file at ``path`` (links followed). Anything else raises
+    :class:`NotRegularFileError` without blocking (opened non-blocking, checked before it is
+    read); a missing file or a dangling or looping link raises the usual OSError."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = _KINDS.get(stat.S_IFMT(mode), "not a file")
+            raise NotRegularFileError(f"{kind}, not a regular file")
+        with os.fdopen(fd, "rb") as f:
+            fd = -1
+            return f.read()
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def read_rgb(source: bytes | Path, where: str = "image") -> np.ndarray:

@@ -10,6 +10,14 @@ toolkit wrote there. The rules:
 - anything else (a file, a non-empty folder without the marker, a folder of another kind,
   a file the marker does not list) is refused with one line naming the path.
 
+One writer per output folder: every command that writes one holds an exclusive lock on it for
+the call (:func:`output_lock`, :func:`writes`): a lock file beside the folder
+(``.NAME.cifake-lock``, holding the writer's PID), locked with ``fcntl.flock`` on POSIX and
+``msvcrt.locking`` on Windows. The system drops the lock when the process ends, killed or
+not, so a stale file never blocks; a second writer is refused with one line naming the
+folder and the other process. The processes of one sharded build share their folder (a
+shared lock), and any other writer is refused.
+
 Replacement is atomic: the new output is written into a marked staging folder beside the
 target (``.NAME.cifake-staging-PID``) and swapped in by two renames once complete, so a failed
 or killed run leaves the previous output as it was; the next run removes the stale staging
@@ -18,12 +26,17 @@ folder (and finishes or undoes an interrupted swap) without needing ``--overwrit
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
 import json
 import math
 import os
 import shutil
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from typing_extensions import Self
 
@@ -33,6 +46,130 @@ from cifake_hub.errors import OutputFolderError
 MARKER = ".cifake-output.json"
 _STAGING = ".cifake-staging-"
 _OLD = ".cifake-old"
+_LOCK = ".cifake-lock"
+F = TypeVar("F", bound=Callable[..., Any])
+_held: dict[Path, list[Any]] = {}  # folder -> [open lock file, depth]: locks are reentrant
+
+
+def lock_path(folder: Path) -> Path:
+    return folder.parent / f".{folder.name}{_LOCK}"
+
+
+def _try_lock(handle: Any, shared: bool) -> bool:
+    if sys.platform == "win32":  # no shared mode there: every writer is exclusive
+        import msvcrt
+
+        try:
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def output_lock(path: str | Path, what: str = "--out", shared: bool = False) -> Iterator[Path]:
+    """Hold the writer's lock of the output folder ``path`` (see the module docstring)."""
+    folder = Path(os.path.abspath(output_path(path, what)))
+    if folder in _held:
+        _held[folder][1] += 1
+        try:
+            yield folder
+        finally:
+            _held[folder][1] -= 1
+        return
+    handle = _acquire(lock_path(folder), folder, what, shared)
+    _held[folder] = [handle, 1]
+    try:
+        yield folder
+    finally:
+        _held[folder][1] -= 1
+        if _held[folder][1] == 0:
+            del _held[folder]
+            if not shared:
+                # Removed while still locked; a writer that opened it meanwhile sees that
+                # it is no longer the file at that path and starts again (_acquire).
+                with contextlib.suppress(OSError):
+                    os.unlink(handle.name)
+            handle.close()
+
+
+def _acquire(lock: Path, folder: Path, what: str, shared: bool) -> Any:
+    while True:
+        try:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(lock, "a+")  # noqa: SIM115 - held until the lock is released
+        except PermissionError:
+            if not folder.is_dir() or lock.parent != folder.parent:
+                raise OutputFolderError(
+                    f"cannot write beside {what} {folder} (no write permission in "
+                    f"{folder.parent}); give a folder where you may write"
+                ) from None
+            # A folder the user may write in a parent they may not: the lock goes inside.
+            lock = folder / _LOCK
+            continue
+        except OSError as exc:
+            raise OutputFolderError(
+                f"cannot write beside {what} {folder}: {exc.strerror} ({lock.parent}); give "
+                "a folder where you may write"
+            ) from exc
+        if not _try_lock(handle, shared):
+            handle.seek(0)
+            pid = handle.read().strip() or "unknown"
+            handle.close()
+            raise OutputFolderError(
+                f"{what} {folder} is being written by another cifake process (PID {pid}); "
+                "wait for it to finish, or give another folder"
+            )
+        try:
+            same = os.stat(lock).st_ino == os.fstat(handle.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        handle.close()
+    if not shared:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+    return handle
+
+
+def writes(*arguments: str, shared: Callable[..., bool] | None = None) -> Callable[[F], F]:
+    """Hold :func:`output_lock` on the folders the named arguments give (``"out"``, or an
+    attribute path such as ``"config.out"``; None is skipped) for the whole call."""
+
+    def decorate(fn: F) -> F:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            folders = []
+            for name in arguments:
+                head, *attrs = name.split(".")
+                value = bound.arguments[head]
+                for attr in attrs:
+                    value = getattr(value, attr)
+                if value is not None:
+                    folders.append(value)
+            share = bool(shared(*args, **kwargs)) if shared is not None else False
+            with contextlib.ExitStack() as stack:
+                for folder in folders:
+                    stack.enter_context(output_lock(folder, shared=share))
+                return fn(*args, **kwargs)
+
+        return call  # type: ignore[return-value]
+
+    return decorate
 
 
 class OutputFolder:
@@ -120,9 +257,10 @@ def _finite(data: Any) -> Any:
 
 
 def _is_marker(rel: str) -> bool:
-    """The marker, or one being written by a parallel process (torchrun ranks claim the same
-    folder at once)."""
-    return rel == MARKER or rel.startswith(f".{MARKER}.")
+    """The marker, one being written by a parallel process (torchrun ranks claim the same
+    folder at once), or the lock file of a folder inside (``evaluation/`` of a run)."""
+    name = rel.rsplit("/", 1)[-1]
+    return rel == MARKER or rel.startswith(f".{MARKER}.") or name.endswith(_LOCK)
 
 
 def _write_marker(folder: Path, kind: str, **extra: Any) -> None:
@@ -185,13 +323,25 @@ def check_replaceable(
             "to replace it, or give another folder"
         )
     listed = set(marker.get("files", ()))
-    for file in sorted(folder.rglob("*")):
-        rel = file.relative_to(folder).as_posix()
-        if file.is_dir() or rel in listed or rel.split("/")[0] in keep or _is_marker(rel):
-            continue
+    # Folders that hold a listed file, or that the toolkit left empty.
+    folders = {"/".join(rel.split("/")[:k]) for rel in listed for k in range(1, rel.count("/") + 1)}
+    folders |= set(marker.get("empty_folders", ()))
+    unlisted = []  # (a folder or link, path): the first user file is named, else the first
+    for root, dirs, files in os.walk(folder):  # links are entries, never followed
+        for name in sorted(dirs) + sorted(files):
+            path = Path(root, name)
+            rel = path.relative_to(folder).as_posix()
+            if rel in listed or rel.split("/")[0] in keep or _is_marker(rel):
+                continue
+            if name in dirs and rel in folders and not path.is_symlink():
+                continue
+            unlisted.append((name in dirs or path.is_symlink(), path))
+    if unlisted:
+        _, path = min(unlisted, key=lambda item: item[0])
+        kind_of = " (a link)" if path.is_symlink() else " (a folder)" if path.is_dir() else ""
         raise OutputFolderError(
-            f"{file} was not written by cifake-hub; move it out of {folder} before replacing "
-            "it, or give another folder"
+            f"{path}{kind_of} was not written by cifake-hub; move it out of {folder} before "
+            "replacing it, or give another folder"
         )
     return folder
 
@@ -216,24 +366,37 @@ class Replacement:
     ):
         self.target = output_path(path, what)
         self.kind, self.keep, self.what = kind, keep, what
-        _recover(self.target)
-        check_replaceable(self.target, kind, overwrite=overwrite, keep=keep, what=what)
+        self._lock = contextlib.ExitStack()
+        self._lock.enter_context(output_lock(self.target, what))
+        try:
+            _recover(self.target)
+            check_replaceable(self.target, kind, overwrite=overwrite, keep=keep, what=what)
+        except BaseException:
+            self._lock.close()
+            raise
         self.staging = self.target.parent / f".{self.target.name}{_STAGING}{os.getpid()}"
         shutil.rmtree(self.staging, ignore_errors=True)
         try:
             self.staging.mkdir(parents=True)
         except OSError as exc:
+            self._lock.close()
             raise OutputFolderError(f"cannot create {self.staging}: {exc.strerror}") from exc
         _write_marker(self.staging, kind, complete=False)
 
     def commit(self) -> Path:
-        # Something may have appeared there meanwhile.
-        check_replaceable(self.target, self.kind, overwrite=True, keep=self.keep, what=self.what)
-        _swap(self.staging, self.target, self.kind, self.keep)
+        try:
+            # Something may have appeared there meanwhile.
+            check_replaceable(
+                self.target, self.kind, overwrite=True, keep=self.keep, what=self.what
+            )
+            _swap(self.staging, self.target, self.kind, self.keep)
+        finally:
+            self._lock.close()
         return self.target
 
     def abort(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
+        self._lock.close()
 
     def __enter__(self) -> Path:
         return self.staging
@@ -251,9 +414,9 @@ class Replacement:
 
 def _files(folder: Path) -> list[str]:
     return sorted(
-        p.relative_to(folder).as_posix()
+        rel
         for p in folder.rglob("*")
-        if not p.is_dir() and p.name != MARKER
+        if not p.is_dir() and not _is_marker(rel := p.relative_to(folder).as_posix())
     )
 
 
@@ -263,7 +426,13 @@ def _swap(staged: Path, folder: Path, kind: str, keep: tuple[str, ...]) -> None:
     _write_marker(staged, kind, complete=False, carried=carried)
     for name in carried:
         os.rename(folder / name, staged / name)
-    _write_marker(staged, kind, complete=True, files=_files(staged))
+    empty = sorted(
+        p.relative_to(staged).as_posix()
+        for p in staged.rglob("*")
+        if p.is_dir() and not p.is_symlink() and not any(p.iterdir())
+    )
+    extra = {"empty_folders": empty} if empty else {}
+    _write_marker(staged, kind, complete=True, files=_files(staged), **extra)
     if folder.is_dir() and read_marker(folder) is None:
         folder.rmdir()  # an empty folder of the user's: nothing to keep
     if folder.exists():

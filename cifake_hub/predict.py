@@ -19,7 +19,7 @@ import numpy as np
 
 from cifake_hub.config import Config, option
 from cifake_hub.errors import CifakeError, ConfigError, InvalidImageError
-from cifake_hub.outputs import Replacement, atomic_write_text, check_replaceable
+from cifake_hub.outputs import Replacement, atomic_write_text, check_replaceable, writes
 from cifake_hub.schema import IMAGE_SIZE, LABEL_NAMES
 from cifake_hub.shipped import DEFAULT_DETECTOR, DETECTORS
 from cifake_hub.training.models import load_model, resolve_model
@@ -63,11 +63,15 @@ def find_images(paths: Iterable[str | Path]) -> list[Path]:
 
 def load_image(path: Path) -> tuple[np.ndarray, bool]:
     """(32x32x3 uint8 pixels, whether it had to be resized); InvalidImageError otherwise."""
-    from cifake_hub.images import read_rgb, resize_to_final
+    from cifake_hub.images import describe_problem, read_regular, read_rgb, resize_to_final
 
     if path.is_dir():
         raise InvalidImageError(f"{path}: a link to a folder (not followed)")
-    pixels = read_rgb(path, where=str(path))
+    try:
+        data = read_regular(path)
+    except OSError as exc:
+        raise InvalidImageError(f"{path}: {describe_problem(exc)}") from exc
+    pixels = read_rgb(data, where=str(path))
     resized = pixels.shape[:2] != (IMAGE_SIZE, IMAGE_SIZE)
     return (resize_to_final(pixels) if resized else pixels), resized
 
@@ -142,6 +146,7 @@ class PredictOutcome:
         return [r for r in self.results if r.error]
 
 
+@writes("config.gradcam")
 def predict_paths(paths: Iterable[str | Path], config: PredictConfig) -> PredictOutcome:
     """``cifake predict``: every file found gets a row (with its error when unreadable);
     Grad-CAM overlays replace ``config.gradcam`` (an output folder, see cifake_hub.outputs)."""

@@ -43,6 +43,7 @@ from cifake_hub.outputs import (
     json_text,
     read_marker,
     record_file,
+    writes,
 )
 from cifake_hub.schema import FAKE, REAL, dataset_generators
 from cifake_hub.training.recipes import RECIPES
@@ -118,6 +119,7 @@ class StudyOutcome:
     record: dict[str, Any]
 
 
+@writes("config.out")
 def run_study(
     config: StudyConfig,
     progress: Any | None = None,

@@ -10,6 +10,7 @@ from cifake_hub.training.backend import import_keras
 from cifake_hub.training.run_folder import RunFolder
 
 from cifake_hub.errors import CifakeError
+from cifake_hub.outputs import claim, writes
 from cifake_hub.shipped import DETECTORS, shipped_folder
 
 
@@ -64,13 +65,12 @@ def resolve_run(spec: str | Path) -> Path:
     return shipped_run(spec) or Path(spec)
 
 
+@writes("out")
 def copy_shipped(name: str, out: str | Path) -> Path:
     """A run folder at ``out`` (new, empty, or made by this call before) holding the shipped
     detector ``name``'s files, for the commands that write into a run folder (explain,
     evaluate, cards); the shipped files are copied again over an earlier copy."""
     import shutil
-
-    from cifake_hub.outputs import claim
 
     source = shipped_run(name)
     if source is None:

@@ -39,7 +39,7 @@ from cifake_hub.training.topology import Topology, build_model, stage1, stage2
 
 from cifake_hub.config import Config, option
 from cifake_hub.errors import CifakeError, ConfigError
-from cifake_hub.outputs import atomic_write_text, claim, json_text
+from cifake_hub.outputs import atomic_write_text, claim, json_text, writes
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 
@@ -260,12 +260,23 @@ def _optimizer(cfg: SearchConfig) -> Any:
 def _append_line(path: Path, record: dict[str, Any]) -> None:
     # One write of one line with O_APPEND: concurrent workers never interleave records.
     data = json_text(record, indent=None).encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
+        _drop_torn_tail(fd)
         os.write(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _drop_torn_tail(fd: int) -> None:
+    """Cut a last line that a kill left without its newline, so the next record does not
+    land on the fragment (the fragment's topology runs again)."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return
+    cut = os.pread(fd, size, 0).rfind(b"\n")  # a few kB: one line per topology
+    os.ftruncate(fd, cut + 1)
 
 
 def _epoch_callback(progress: Progress, epoch_seconds: list[float]) -> Any:
@@ -339,6 +350,12 @@ def _wait_for(run_dir: Path, names: set[str], timeout_s: float = 24 * 3600) -> N
         time.sleep(2)
 
 
+def _is_chief() -> bool:
+    return "KERASTUNER_ORACLE_IP" in os.environ and "chief" in os.environ.get(
+        "KERASTUNER_TUNER_ID", ""
+    )
+
+
 def _is_worker() -> bool:
     tuner_id = os.environ.get("KERASTUNER_TUNER_ID", "")
     return "KERASTUNER_ORACLE_IP" in os.environ and "chief" not in tuner_id
@@ -371,6 +388,8 @@ def start_run(config: SearchConfig, run_dir: Path) -> None:
         config.save(path)
 
 
+# The chief and workers of a distributed search share the run folder (a shared lock).
+@writes("run_dir", shared=lambda *args, **kwargs: _is_worker() or _is_chief())
 def run_search(
     dataset: Any,
     run_dir: str | Path,

@@ -39,7 +39,7 @@ from cifake_hub.training.search import Progress, dataset_id, evaluate, start_run
 from cifake_hub.config import Config, option
 from cifake_hub.degrade import random_degradation
 from cifake_hub.errors import ConfigError
-from cifake_hub.outputs import atomic_write_text, json_text
+from cifake_hub.outputs import atomic_write_text, json_text, writes
 
 
 @dataclass(frozen=True)
@@ -150,6 +150,7 @@ def degraded_batches(
     return Batches()
 
 
+@writes("run_dir")
 def run_training(
     dataset: Any,
     run_dir: str | Path,

@@ -33,7 +33,7 @@ from cifake_hub.evaluate.conditions import (
     Condition,
     parse_conditions,
 )
-from cifake_hub.outputs import Replacement, json_text, output_path
+from cifake_hub.outputs import Replacement, json_text, output_lock, output_path, writes
 from cifake_hub.schema import (
     CLASS_NAMES,
     LABEL_NAMES,
@@ -125,6 +125,7 @@ class Evaluated:
     report: dict[str, Any]
 
 
+@writes("out")
 def evaluate_model(
     model_spec: str | Path,
     config: EvaluateConfig,
@@ -153,6 +154,8 @@ def evaluate_model(
             raise ConfigError(f"give --out: {model_spec} is {what} to write into")
         out = run.path / RunFolder.EVALUATION
     target = output_path(out)
+    with output_lock(target, "evaluation folder"):
+        pass  # refuse now, not after the work, when another process writes it
     settings = run.config() if run and run.exists() else {}  # the run's search settings
     dataset = config.dataset or settings.get("dataset")
     if not dataset:

@@ -19,7 +19,7 @@ from cifake_hub.config import Config, option
 from cifake_hub.errors import CifakeError, ConfigError
 from cifake_hub.explain.claim import paper_claim
 from cifake_hub.explain.gradcam import METHODS
-from cifake_hub.outputs import Replacement, json_text
+from cifake_hub.outputs import Replacement, json_text, writes
 from cifake_hub.schema import LABEL_NAMES, class_name
 from cifake_hub.training.run_folder import GradcamSummary, RunFolder
 
@@ -64,6 +64,7 @@ def dataset_of_run(run_dir: str | Path) -> str:
     return str(dataset)
 
 
+@writes("run_dir")
 def explain_run(run_dir: str | Path, config: ExplainConfig) -> GradcamSummary:
     from cifake_hub.explain.gradcam import deletion_test, gradcam, resolve_layers
     from cifake_hub.explain.render import figure6, gallery

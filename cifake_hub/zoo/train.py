@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from cifake_hub.errors import CifakeError, ConfigError, DatasetFolderError
-from cifake_hub.outputs import atomic_write_text, claim, json_text
+from cifake_hub.outputs import atomic_write_text, claim, json_text, writes
 from cifake_hub.schema import CLASS_NAMES, REAL
 from cifake_hub.training.data import labels_and_classes, load_splits, stratified_subset, to_arrays
 from cifake_hub.zoo.config import ZooConfig
@@ -163,6 +163,7 @@ def grid_seeds(per_class: int) -> tuple[list[int], list[int]]:
     return classes, [GRID_SEED + i for i in range(len(classes))]
 
 
+@writes("out")
 def train_generator(
     dataset: Any,
     out: str | Path,

@@ -1,0 +1,271 @@
+"""One writer per output folder, and nothing in an output folder that the marker does not list
+is ever removed: a second process gets one line naming the folder and the writer's PID; a
+killed writer leaves no lock behind; links, empty folders and FIFOs of the user's stop a
+replacement."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cifake_hub.errors import OutputFolderError
+from cifake_hub.outputs import Replacement, lock_path, output_lock
+from tests import factories
+from tests.test_outputs import snapshot
+
+HOLD = """
+import sys, time
+from cifake_hub.outputs import output_lock
+with output_lock(sys.argv[1]):
+    print("holding", flush=True)
+    time.sleep(600)
+"""
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cifake_hub.cli.main", *args],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def hold(folder: Path) -> subprocess.Popen[str]:
+    """Another process holding ``folder``'s writer lock, once it says so."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "holding"
+    return proc
+
+
+def commands(tmp_path: Path, small_cifake: Path, small_run: Path, out: Path) -> dict[str, list]:
+    zip_path = factories.make_kaggle_zip(tmp_path / "k.zip").path
+    return {
+        "import-kaggle": ["import-kaggle", str(zip_path), "--out", str(out), "--overwrite"],
+        "search": ["search", str(small_cifake), "--out", str(out), "--topology",
+                   "conv=16x1,dense=16x1", "--epochs", "1"],
+        "train": ["train", str(small_cifake), "--out", str(out), "--recipe", "strong",
+                  "--epochs", "1"],
+        "evaluate": ["evaluate", str(small_run), "--out", str(out)],
+        "explain": ["explain", str(out)],
+        "zoo": ["zoo", "train", "vae", str(small_cifake), "--out", str(out), "--preset", "tiny"],
+        "card": ["card", "dataset", str(out)],
+        "predict": ["predict", str(zip_path.parent), "--gradcam", str(out)],
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "command", ["import-kaggle", "search", "train", "evaluate", "explain", "zoo", "card", "predict"]
+)
+def test_a_second_writer_is_one_line_and_changes_nothing(
+    tmp_path, small_cifake, small_run, command
+):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "note.txt").write_text("the other writer's file")
+    before = snapshot(out)
+    holder = hold(out)
+    try:
+        proc = cli(*commands(tmp_path, small_cifake, small_run, out)[command])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    assert f"is being written by another cifake process (PID {holder.pid})" in line
+    assert str(out) in line
+    assert snapshot(out) == before
+
+
+def test_a_killed_writer_leaves_no_lock(tmp_path):
+    out = tmp_path / "ds"
+    holder = hold(out)
+    with pytest.raises(OutputFolderError, match=f"PID {holder.pid}"), output_lock(out):
+        pass
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    zip_path = factories.make_kaggle_zip(tmp_path / "k.zip").path
+    proc = cli("import-kaggle", str(zip_path), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert not lock_path(out).exists()  # released and removed after a clean finish
+
+
+def test_two_imports_at_once_one_wins_the_other_is_refused(tmp_path):
+    """The reported race: both commands started together; exactly one writes the folder."""
+    big = factories.make_kaggle_zip(tmp_path / "big.zip", per_class=30).path
+    small = factories.make_kaggle_zip(tmp_path / "small.zip").path
+    out = tmp_path / "X"
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "cifake_hub.cli.main",
+                "import-kaggle",
+                str(z),
+                "--out",
+                str(out),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for z in (big, small)
+    ]
+    results = [(p.wait(timeout=300), p.stderr.read() if p.stderr else "") for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes in ([0, 1], [0, 0]), results
+    if codes == [0, 1]:
+        (err,) = [e for code, e in results if code == 1]
+        assert "being written by another cifake process" in err or "already holds" in err
+    else:  # the second started after the first finished: it found a finished dataset
+        pytest.fail("without --overwrite the later of two imports must be refused")
+
+
+def test_reentrant_in_one_process(tmp_path):
+    with output_lock(tmp_path / "a"), output_lock(tmp_path / "a"):
+        assert lock_path(tmp_path / "a").read_text().strip() == str(os.getpid())
+    assert not lock_path(tmp_path / "a").exists()
+
+
+def _finished(target: Path) -> None:
+    with Replacement(target, "tree", overwrite=False) as staged:
+        (staged / "a.txt").write_text("1")
+        (staged / "sub").mkdir()
+        (staged / "sub" / "b.txt").write_text("2")
+        (staged / "empty").mkdir()  # a folder the toolkit made and left empty
+
+
+@pytest.mark.parametrize("intruder", ["link-to-folder", "link-to-file", "empty-folder", "fifo"])
+def test_anything_unlisted_stops_a_replacement(tmp_path, intruder):
+    target = tmp_path / "tree"
+    _finished(target)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "precious.txt").write_text("keep me")
+    entry = target / "sub" / "x"
+    if intruder == "link-to-folder":
+        entry.symlink_to(mine, target_is_directory=True)
+    elif intruder == "link-to-file":
+        entry.symlink_to(mine / "precious.txt")
+    elif intruder == "empty-folder":
+        entry.mkdir()
+    else:
+        os.mkfifo(entry)
+    with pytest.raises(OutputFolderError, match=r"sub/x .*was not written by cifake-hub"):
+        Replacement(target, "tree", overwrite=True)
+    assert os.path.lexists(entry)
+    assert (mine / "precious.txt").read_text() == "keep me"
+    # The toolkit's own empty folder does not stop it: with the intruder gone it replaces.
+    entry.unlink() if not entry.is_dir() or entry.is_symlink() else entry.rmdir()
+    with Replacement(target, "tree", overwrite=True) as staged:
+        (staged / "a.txt").write_text("new")
+    assert (target / "a.txt").read_text() == "new"
+
+
+def test_import_overwrite_keeps_a_users_link(tmp_path):
+    """The reported data loss: a link inside a dataset folder, then --overwrite."""
+    zip_path = factories.make_kaggle_zip(tmp_path / "k.zip").path
+    out = tmp_path / "ds" / "big"
+    assert cli("import-kaggle", str(zip_path), "--out", str(out)).returncode == 0
+    stuff = tmp_path / "stuff"
+    stuff.mkdir()
+    (stuff / "thesis.tex").write_text("years of work")
+    (out / "link").symlink_to(stuff, target_is_directory=True)
+    (out / "empty-of-mine").mkdir()
+    proc = cli("import-kaggle", str(zip_path), "--out", str(out), "--overwrite")
+    assert proc.returncode == 1
+    assert "was not written by cifake-hub" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert (out / "link").is_symlink() and (stuff / "thesis.tex").read_text() == "years of work"
+    assert (out / "empty-of-mine").is_dir()
+
+
+def test_a_torn_results_line_is_dropped_on_resume(small_cifake, tmp_path):
+    """kill -9 while the only topology's record was being written: the resume trains it
+    again and records it on a clean line, instead of appending onto the fragment."""
+    from cifake_hub.training.run_folder import RunFolder
+    from cifake_hub.training.search import SearchConfig, run_search
+
+    run_dir = tmp_path / "run"
+    config = SearchConfig(topology="conv=16x1,dense=16x1", epochs=1, batch_size=32, patience=0)
+    run_search(small_cifake, run_dir, config)
+    results = RunFolder(run_dir).results_path
+    line = results.read_bytes()
+    results.write_bytes(line[: len(line) // 2])  # the torn tail, no newline
+    assert RunFolder(run_dir).results() == []
+    run_search(small_cifake, run_dir, config)
+    lines = results.read_bytes().splitlines(keepends=True)
+    assert len(lines) == 1 and lines[0].endswith(b"\n")
+    assert RunFolder(run_dir).best().topology == "conv=16x1,dense=16x1"
+
+
+# -- entries that are not regular files: read never, account for always -----------------------
+def _odd_entries(folder: Path) -> None:
+    os.mkfifo(folder / "pipe.jpg")
+    (folder / "dangling.jpg").symlink_to(folder / "missing.jpg")
+    (folder / "loop.jpg").symlink_to(folder / "loop.jpg")
+
+
+def test_predict_lists_fifos_and_links_without_blocking(small_run, tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.new("RGB", (32, 32), (10, 200, 30)).save(folder / "ok.png")
+    _odd_entries(folder)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cifake_hub.cli.main", "predict", str(folder), "--model",
+         str(small_run), "--output", str(tmp_path / "p.json")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    rows = {Path(r["path"]).name: r for r in json.loads((tmp_path / "p.json").read_text())[
+        "predictions"]}  # fmt: skip
+    assert set(rows) == {"ok.png", "pipe.jpg", "dangling.jpg", "loop.jpg"}
+    assert rows["ok.png"]["label"] in ("REAL", "FAKE")
+    assert "a FIFO, not a regular file" in rows["pipe.jpg"]["error"]
+    assert rows["dangling.jpg"]["error"] and rows["loop.jpg"]["error"]
+
+
+def test_import_counts_a_fifo_named_like_an_image(tmp_path):
+    from tests.test_hostile import hostile_folder
+
+    src = hostile_folder(tmp_path / "src")
+    os.mkfifo(src / "train" / "FAKE" / "0002 (3).jpg")
+    out = tmp_path / "ds"
+    proc = subprocess.run(
+        [sys.executable, "-m", "cifake_hub.cli.main", "import-kaggle", str(src), "--out",
+         str(out)], capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    report = json.loads((out / "import_report.json").read_text())
+    invalid = {Path(i["file"]).name: i["problem"] for i in report["invalid"]}
+    assert invalid["0002 (3).jpg"] == "cannot be read (a FIFO, not a regular file)"
+
+
+def test_brought_folder_accounts_for_every_entry(tmp_path):
+    from cifake_hub.builders.imported import ImportedSpec, read_source
+    from PIL import Image
+
+    folder = tmp_path / "mine" / "train" / "cat"
+    folder.mkdir(parents=True)
+    Image.new("RGB", (32, 32), (200, 10, 30)).save(folder / "ok.png")
+    _odd_entries(folder)
+    (folder / "to-folder").symlink_to(tmp_path, target_is_directory=True)
+    taken, report = read_source(ImportedSpec.parse(f"dir:{tmp_path / 'mine'}@mine", "fake"),
+                                "FAKE", 0.0)  # fmt: skip
+    assert report.found == 5 and len(taken) == 1
+    skipped = {Path(s["key"]).name: s["problem"] for s in report.skipped}
+    assert set(skipped) == {"pipe.jpg", "dangling.jpg", "loop.jpg", "to-folder"}
+    assert "FIFO" in skipped["pipe.jpg"] and "folder" in skipped["to-folder"]
