@@ -34,6 +34,7 @@ from cifake_hub.builders.encoding import Encoding
 
 from cifake_hub.errors import ClassNameError, SourceError
 from cifake_hub.images import read_checked, read_regular
+from cifake_hub.outputs import printable
 from cifake_hub.schema import CLASS_NAMES, SPLITS, category_index
 
 KINDS = ("dir", "parquet", "hub")
@@ -216,7 +217,7 @@ def _folder(root: Path) -> Iterator[Found]:
             problem = None
         except OSError as exc:
             data, problem = None, f"cannot be read ({exc.strerror or exc})"
-        yield Found(rel.as_posix(), data, split, category, problem)
+        yield Found(printable(rel.as_posix()), data, split, category, problem)
 
 
 def _entries(root: Path) -> list[Path]:

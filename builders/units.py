@@ -43,7 +43,7 @@ from cifake_hub.builders.zoo_generator import RealRows, open_generator
 from cifake_hub.config import Config, option
 from cifake_hub.dataset_folder import DatasetFolder
 from cifake_hub.errors import CifakeError, ConfigError
-from cifake_hub.outputs import atomic_write_text, json_text
+from cifake_hub.outputs import atomic_write_text, json_text, read_json
 from cifake_hub.schema import CLASS_NAMES, SPLITS, features, generator_names
 
 PAPER_PER_CLASS = {"train": 5_000, "test": 1_000}
@@ -265,7 +265,7 @@ def check_plan(config: BuildConfig, shared: GeneratorConfig, *, overwrite: bool)
     work = DatasetFolder(config.out).work_dir
     path = work / PLAN
     plan = plan_record(config, shared)
-    earlier = json.loads(path.read_text()) if path.exists() else None
+    earlier = read_json(path) if path.exists() else None
     if earlier == plan:
         return
     stale = sorted(work.glob("*.parquet"))

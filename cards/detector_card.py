@@ -14,7 +14,7 @@ from cifake_hub.training.models import load_model
 from cifake_hub.training.run_folder import RecipeResult, RunFolder
 
 from cifake_hub.errors import CifakeError
-from cifake_hub.outputs import atomic_write_text, portable_record
+from cifake_hub.outputs import atomic_write_text, portable_record, read_json
 from cifake_hub.shipped import DEFAULT_DETECTOR, DETECTORS, shipped_folder
 
 TEMPLATE = TEMPLATES / "detector_card.md.j2"
@@ -24,7 +24,7 @@ SHIPPED_DATASET = "cifake"  # what `cifake import-kaggle cifake-train.zip --out 
 def _training(run: RunFolder) -> tuple[str, str, dict[str, Any], int, list[tuple[str, Any]]]:
     """(what it is, params, validation metrics, validation images, training facts)."""
     if run.recipe_result_path.exists():
-        r = RecipeResult.from_dict(json.loads(run.recipe_result_path.read_text()))
+        r = RecipeResult.from_dict(read_json(run.recipe_result_path))
         recipe = run.config()["recipe_data"]
         what = f"Recipe `{r.recipe}`: {recipe['description']}."
         facts = [("epochs", f"{r.epochs_run} (kept: epoch {r.best_epoch}, lowest validation loss)")]
@@ -107,7 +107,7 @@ def ship_detector(run_dir: str | Path, name: str, retrain: str) -> Path:
     # cifake-train.zip --out cifake`, which is then the default dataset of evaluate/explain.
     names = {"dataset": SHIPPED_DATASET, "model": name}
     for path in [*staged.glob("*.json"), *staged.glob("*/*.json")]:
-        record = portable_record(json.loads(path.read_text()), names)
+        record = portable_record(read_json(path), names)
         atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
     atomic_write_text(staged / RunFolder.CARD, card)
     if folder.exists():

@@ -3,7 +3,6 @@ tables and plots, Grad-CAM gallery and faithfulness, usage, limitations, citatio
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from cifake_hub.cards.study_card import study_table
 from cifake_hub.training.run_folder import RecipeResult, RunFolder
 from cifake_hub.training.topology import Topology
 
-from cifake_hub.outputs import atomic_write_text, writes
+from cifake_hub.outputs import atomic_write_text, read_json, writes
 
 TEMPLATE = TEMPLATES / "model_card.md.j2"
 CARD_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
@@ -180,7 +179,7 @@ def _search_model(run: RunFolder) -> dict[str, Any]:
 
 def _recipe_model(run: RunFolder, config: dict[str, Any]) -> dict[str, Any]:
     """The card's model part for a `cifake train` run: the recipe and its cost."""
-    result = RecipeResult.from_dict(json.loads(run.recipe_result_path.read_text()))
+    result = RecipeResult.from_dict(read_json(run.recipe_result_path))
     recipe = dict(config["recipe_data"])
     skip = ("name", "description")
     settings = [(k.replace("_", " "), v) for k, v in recipe.items() if k not in skip]

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from cifake_hub.errors import ConfigError
-from cifake_hub.outputs import atomic_write_text
+from cifake_hub.outputs import atomic_write_text, read_json
 
 T = TypeVar("T", bound="Config")
 
@@ -57,7 +57,7 @@ class Config:
 
     @classmethod
     def load(cls: type[T], path: str | Path) -> T:
-        data = json.loads(Path(path).read_text())
+        data = read_json(Path(path))
         data.pop("type", None)
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: _tuples(v) for k, v in data.items() if k in names})

@@ -13,12 +13,11 @@ Every file name of the folder is written here only; stages ask a :class:`Dataset
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, ClassVar
 
 from cifake_hub.errors import DatasetFolderError
-from cifake_hub.outputs import OutputFolder
+from cifake_hub.outputs import OutputFolder, read_json
 
 
 class DatasetFolder(OutputFolder):
@@ -79,17 +78,17 @@ class DatasetFolder(OutputFolder):
     def build_report(self) -> dict[str, Any] | None:
         """What `cifake build` reported (generators, brought sources, encoding, duplicates)."""
         path = self.file(self.BUILD_REPORT)
-        return json.loads(path.read_text()) if path.exists() else None
+        return read_json(path) if path.exists() else None
 
     def study(self) -> dict[str, Any] | None:
         """The record of the last `cifake study` on this dataset, if any."""
         path = self.file(self.STUDY)
-        return json.loads(path.read_text()) if path.exists() else None
+        return read_json(path) if path.exists() else None
 
     def report(self) -> dict[str, Any] | None:
         """The import report, when the folder was imported (None otherwise)."""
         path = self.file(self.REPORT)
-        return json.loads(path.read_text()) if path.exists() else None
+        return read_json(path) if path.exists() else None
 
 
 def set_dataset_yaml(data: Any, feats: Any, splits: Any, download_size: int) -> None:

@@ -36,3 +36,7 @@ class DatasetFolderError(CifakeError):
 
 class OutputFolderError(CifakeError):
     """An output path is not one the toolkit may write: it would overwrite the user's files."""
+
+
+class CorruptFileError(CifakeError):
+    """A file the toolkit wrote that no longer parses."""

@@ -41,7 +41,7 @@ from typing import Any, ClassVar, TypeVar
 from typing_extensions import Self
 
 from cifake_hub import __version__
-from cifake_hub.errors import OutputFolderError
+from cifake_hub.errors import CorruptFileError, OutputFolderError
 
 MARKER = ".cifake-output.json"
 _STAGING = ".cifake-staging-"
@@ -219,7 +219,17 @@ def require_output(folder: str | Path, kind: str, what: str) -> Path:
             f"{what} {folder} is not a {kind} folder written by cifake-hub ({found}, "
             f"{MARKER}); cifake writes into folders it made only"
         )
+    require_writable(folder, what)
     return folder
+
+
+def require_writable(folder: Path, what: str = "--out") -> None:
+    """Refuse, before any work, a folder this process may not write into."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputFolderError(
+            f"{what} {folder} is not writable (read-only, or owned by another user); give a "
+            "folder you may write into, or change its permissions"
+        )
 
 
 def record_file(folder: Path, rel: str) -> None:
@@ -234,11 +244,40 @@ def record_file(folder: Path, rel: str) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
-    """Write ``path`` so that readers see the old or the new content, never a half file."""
+    """Write ``path`` so that readers see the old or the new content, never a half file (and
+    no temporary file is left when the write fails)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
     return path
+
+
+def printable(path: str | Path) -> str:
+    """A file name as text that every writer accepts: bytes that are not UTF-8 (a name made
+    on another system) become ``\\xNN`` escapes instead of failing the CSV, JSON or Parquet
+    writer."""
+    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+
+
+def read_json(path: str | Path) -> Any:
+    """The JSON record in ``path``; a damaged one (cut short, edited, not text) is one
+    error line naming the file, never a traceback."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        problem = "is not text"
+    except json.JSONDecodeError as exc:
+        problem = f"is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+    raise CorruptFileError(
+        f"{path} {problem}; it was damaged after cifake wrote it: restore it, or run the "
+        "command that wrote it again into a new folder"
+    )
 
 
 def json_text(data: Any, indent: int | None = 1) -> str:
@@ -277,6 +316,7 @@ def claim(path: str | Path, kind: str, what: str = "--out") -> Path:
     _recover(folder)
     if folder.exists() or folder.is_symlink():
         _refuse_foreign(folder, kind, what)
+        require_writable(folder, what)
         if read_marker(folder) is not None:
             return folder
     try:

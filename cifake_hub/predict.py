@@ -19,7 +19,13 @@ import numpy as np
 
 from cifake_hub.config import Config, option
 from cifake_hub.errors import CifakeError, ConfigError, InvalidImageError
-from cifake_hub.outputs import Replacement, atomic_write_text, check_replaceable, writes
+from cifake_hub.outputs import (
+    Replacement,
+    atomic_write_text,
+    check_replaceable,
+    printable,
+    writes,
+)
 from cifake_hub.schema import IMAGE_SIZE, LABEL_NAMES
 from cifake_hub.shipped import DEFAULT_DETECTOR, DETECTORS
 from cifake_hub.training.models import load_model, resolve_model
@@ -87,6 +93,12 @@ def check_output(path: str | Path | None) -> Path | None:
         raise CifakeError(f"--output {out} is a folder; give a file name ending in .csv or .json")
     if not out.parent.is_dir():
         raise CifakeError(f"--output {out}: folder {out.parent} does not exist; create it first")
+    writable = os.access(out.parent, os.W_OK | os.X_OK)
+    if not writable or (out.exists() and not os.access(out, os.W_OK)):
+        raise CifakeError(
+            f"--output {out}: no permission to write there; give a file in a folder you may "
+            "write into"
+        )
     return out
 
 
@@ -121,9 +133,10 @@ def predict_files(
         try:
             px, resized = load_image(f)
         except InvalidImageError as exc:
-            results.append(Prediction(str(f), None, None, error=str(exc).removeprefix(f"{f}: ")))
+            error = printable(str(exc).removeprefix(f"{f}: "))
+            results.append(Prediction(printable(f), None, None, error=error))
             continue
-        results.append(Prediction(str(f), None, None, resized=resized))
+        results.append(Prediction(printable(f), None, None, resized=resized))
         pixels.append(px)
         index.append(i)
     x = np.stack(pixels) if pixels else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)

@@ -269,3 +269,133 @@ def test_brought_folder_accounts_for_every_entry(tmp_path):
     skipped = {Path(s["key"]).name: s["problem"] for s in report.skipped}
     assert set(skipped) == {"pipe.jpg", "dangling.jpg", "loop.jpg", "to-folder"}
     assert "FIFO" in skipped["pipe.jpg"] and "folder" in skipped["to-folder"]
+
+
+# -- folders that may not be written: refused before the work, in one line ---------------------
+@pytest.fixture
+def read_only(tmp_path):
+    """A function making a read-only folder, holding a copy of ``source`` if given: chmod
+    for a normal user, a read-only tmpfs for root (whom permission bits do not stop)."""
+    import shutil
+
+    mounts = []
+
+    def make(name: str, source: Path | None = None) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        if os.geteuid() == 0:
+            if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(folder)],
+                              capture_output=True).returncode != 0:  # fmt: skip
+                pytest.skip("root without mount(8): no way to make a read-only folder")
+            mounts.append(folder)
+        if source is not None:
+            shutil.copytree(source, folder, dirs_exist_ok=True)
+        if os.geteuid() == 0:
+            subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+        else:
+            for p in [folder, *folder.rglob("*")]:
+                p.chmod(0o555 if p.is_dir() else 0o444)
+        return folder
+
+    yield make
+    for folder in mounts:
+        subprocess.run(["umount", str(folder)], check=False)
+    for p in tmp_path.rglob("*"):
+        if not p.is_symlink():
+            p.chmod(0o755)
+
+
+def test_read_only_outputs_are_refused_before_the_work(read_only, small_cifake, small_run):
+    from tests.test_outputs import snapshot
+
+    ro = read_only("ro")
+    dataset = read_only("dataset", small_cifake)
+    before = snapshot(dataset)
+    image = small_run / "plots" / next(p.name for p in (small_run / "plots").glob("*.png"))
+    cases = {
+        "predict": (["predict", str(image), "--model", str(small_run), "--output",
+                     str(ro / "x.csv")], "no permission to write there"),
+        "search": (["search", str(small_cifake), "--out", str(ro)], "is not writable"),
+        "card": (["card", "dataset", str(dataset)], "is not writable"),
+    }  # fmt: skip
+    for command, (args, message) in cases.items():
+        proc = cli(*args)
+        assert proc.returncode == 1, (command, proc.stderr)
+        assert "Traceback" not in proc.stderr, command
+        (line,) = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+        assert message in line, (command, line)
+    assert snapshot(dataset) == before
+    assert list(ro.iterdir()) == []
+
+
+# -- a folder file damaged after cifake wrote it: one line, whichever command reads it ---------
+DAMAGE = {"cut": b'{"topology": "conv=16x', "binary": b"\x00\xff\xfe\x9c not json", "empty": b""}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+@pytest.mark.parametrize("name", ["run_config.json", "test_results.json"])
+def test_damaged_run_files_are_one_line_in_every_reader(
+    small_run, small_cifake, tmp_path, capsys, name, damage
+):
+    import shutil
+
+    from cifake_hub.cli.main import main
+    from tests.test_outputs import snapshot
+
+    run = tmp_path / "run"
+    shutil.copytree(small_run, run, symlinks=True)
+    (run / name).write_bytes(DAMAGE[damage])
+    readers = {
+        "card": ["card", "model", str(run)],
+        "evaluate": ["evaluate", str(run), "--dataset", str(small_cifake), "--out",
+                     str(tmp_path / "eval"), "--conditions", "clean", "--bootstrap", "10"],
+        "explain": ["explain", str(run), "--n", "4"],
+        "publish": ["publish", "--dataset", str(small_cifake), "--dataset-repo", "ns/d",
+                    "--run", str(run), "--model-repo", "ns/m", "--dry-run",
+                    str(tmp_path / "tree")],
+    }  # fmt: skip
+    before = snapshot(run)
+    for command, args in readers.items():
+        code = main(args)
+        err = capsys.readouterr().err
+        assert code in (0, 1), (command, err)
+        if code == 1:
+            assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+            assert name in err or "not" in err, (command, err)
+    after = snapshot(run)  # outputs (gradcam/, the card) may be new; nothing else changed
+    assert {k: after.get(k) for k in before if k != "README.md"} == {
+        k: v for k, v in before.items() if k != "README.md"
+    }
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".json"])
+def test_non_utf8_file_names_are_rows_not_tracebacks(small_run, tmp_path, suffix):
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    name = os.fsdecode(b"caf\xe9-\xff.png")  # Latin-1 bytes: not a UTF-8 name
+    Image.new("RGB", (32, 32), (1, 2, 3)).save(folder / name, format="PNG")
+    out = tmp_path / f"p{suffix}"
+    proc = cli("predict", str(folder), "--model", str(small_run), "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text(encoding="utf-8")
+    if suffix == ".json":
+        import json
+
+        text = " ".join(r["path"] for r in json.loads(text)["predictions"])
+    assert "caf\\xe9-\\xff.png" in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs", out.name]  # no .tmp left
+
+
+def test_non_utf8_names_in_a_brought_folder_are_kept(tmp_path):
+    from cifake_hub.builders.imported import ImportedSpec, read_source
+    from PIL import Image
+
+    folder = tmp_path / "mine" / "train" / "cat"
+    folder.mkdir(parents=True)
+    Image.new("RGB", (32, 32), (9, 9, 9)).save(folder / os.fsdecode(b"\xe9t\xe9.png"), "PNG")
+    taken, report = read_source(ImportedSpec.parse(f"dir:{tmp_path / 'mine'}@mine", "fake"),
+                                "FAKE", 0.0)  # fmt: skip
+    assert [t.key for t in taken] == ["train/cat/\\xe9t\\xe9.png"]
+    assert taken[0].key.encode("utf-8")  # a key every writer takes

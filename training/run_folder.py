@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from cifake_hub.errors import CifakeError
-from cifake_hub.outputs import OutputFolder
+from cifake_hub.outputs import OutputFolder, read_json
 
 Metrics = dict[str, Any]  # metric name -> value (None where undefined), as binary_metrics
 R = TypeVar("R")
@@ -301,7 +301,7 @@ class RunFolder(OutputFolder):
             raise CifakeError(
                 f"{self.path} is not a run folder (no {self.CONFIG}); run `cifake search` first"
             )
-        record: dict[str, Any] = json.loads(self.config_path.read_text())
+        record: dict[str, Any] = read_json(self.config_path)
         record.pop("type", None)
         return record
 
@@ -326,20 +326,20 @@ class RunFolder(OutputFolder):
     def test_results(self) -> TestResults:
         if not self.test_path.exists():
             raise CifakeError(f"{self.test_path} is missing; finish the search first")
-        return TestResults.from_dict(json.loads(self.test_path.read_text()))
+        return TestResults.from_dict(read_json(self.test_path))
 
     def evaluation(self) -> dict[str, Any] | None:
         """The report of `cifake evaluate` (cifake_hub.evaluate.run), when there is one."""
         path = self.path / self.EVALUATION / self.EVALUATION_REPORT
-        return json.loads(path.read_text()) if path.exists() else None
+        return read_json(path) if path.exists() else None
 
     def study(self) -> dict[str, Any] | None:
         """The record of the `cifake study` this run's detector is part of, if any."""
         path = self.path / self.STUDY
-        return json.loads(path.read_text()) if path.exists() else None
+        return read_json(path) if path.exists() else None
 
     def gradcam_summary(self) -> GradcamSummary | None:
         path = self.gradcam_dir / self.GRADCAM_SUMMARY
         if not path.exists():
             return None
-        return GradcamSummary.from_dict(json.loads(path.read_text()))
+        return GradcamSummary.from_dict(read_json(path))

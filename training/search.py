@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
-import json
 import math
 import os
 import shutil
@@ -39,7 +38,7 @@ from cifake_hub.training.topology import Topology, build_model, stage1, stage2
 
 from cifake_hub.config import Config, option
 from cifake_hub.errors import CifakeError, ConfigError
-from cifake_hub.outputs import atomic_write_text, claim, json_text, writes
+from cifake_hub.outputs import atomic_write_text, claim, json_text, read_json, writes
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 
@@ -229,7 +228,7 @@ class SearchRunner:
             fcntl.flock(lock, fcntl.LOCK_EX)
             meta_path = path.with_suffix(".json")
             if meta_path.exists():
-                kept = TopologyResult.from_dict(json.loads(meta_path.read_text()))
+                kept = TopologyResult.from_dict(read_json(meta_path))
                 if (kept.selection_loss, kept.topology) <= (
                     result.selection_loss,
                     result.topology,
@@ -373,7 +372,7 @@ def start_run(config: SearchConfig, run_dir: Path) -> None:
     run = RunFolder(claim(run_dir, RunFolder.KIND))
     path = run.config_path
     if path.exists():
-        previous = json.loads(path.read_text())
+        previous = read_json(path)
         previous.pop("type", None)
         differs = {
             k: (previous.get(k), v) for k, v in config.to_dict().items() if previous.get(k) != v
@@ -460,7 +459,7 @@ def finish(run: RunFolder, config: SearchConfig, data: TrainingData) -> SearchOu
     test = TestResults(selection=config.selection_note)
     if data.test is not None:
         for key, path in kept.items():
-            meta = TopologyResult.from_dict(json.loads(path.with_suffix(".json").read_text()))
+            meta = TopologyResult.from_dict(read_json(path.with_suffix(".json")))
             model = keras.saving.load_model(path)
             test.models[key] = ScoredModel(
                 meta.topology, evaluate(model, data.test, config.batch_size)

@@ -13,7 +13,6 @@ the test split is scored once, at the end.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import time
@@ -39,7 +38,7 @@ from cifake_hub.training.search import Progress, dataset_id, evaluate, start_run
 from cifake_hub.config import Config, option
 from cifake_hub.degrade import random_degradation
 from cifake_hub.errors import ConfigError
-from cifake_hub.outputs import atomic_write_text, json_text, writes
+from cifake_hub.outputs import atomic_write_text, json_text, read_json, writes
 
 
 @dataclass(frozen=True)
@@ -103,7 +102,7 @@ class TrainState:
     def load(cls, path: Path) -> TrainState:
         if not path.exists():
             return cls()
-        record = json.loads(path.read_text())
+        record = read_json(path)
         best = record.get("best_val_loss")
         return cls(**{**record, "best_val_loss": math.inf if best is None else best})
 

@@ -5,6 +5,7 @@ libraries only when they run, so ``cifake --help`` answers at once."""
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from collections.abc import Sequence
@@ -44,6 +45,7 @@ COMMANDS = (
     app,
 )
 DEBUG_VARIABLE = "CIFAKE_DEBUG"
+USER_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -78,6 +80,17 @@ def run_command(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        # The system refused a write (permissions, a read-only or full disk): the user's to
+        # fix, so one line; any other OSError is a bug and keeps its traceback.
+        if os.environ.get(DEBUG_VARIABLE) or exc.errno not in USER_ERRNOS:
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(
+            f"error: {exc.strerror}{where}; check the folder's permissions and free space",
+            file=sys.stderr,
+        )
+        return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from cifake_hub.outputs import read_json
+
 SAMPLE = 64
 
 
@@ -145,7 +147,7 @@ CHECKS = {
 def main(argv: list[str]) -> int:
     import datasets
 
-    spec = json.loads(Path(argv[0]).read_text())
+    spec = read_json(Path(argv[0]))
     local = datasets.load_dataset(spec["dataset"]) if spec["dataset"] else None
     result = {t["kind"]: CHECKS[t["kind"]](t, local) for t in spec["targets"]}
     print(json.dumps(result))

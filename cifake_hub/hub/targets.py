@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from cifake_hub.dataset_folder import DatasetFolder, set_dataset_yaml
-from cifake_hub.outputs import MARKER, portable_record
+from cifake_hub.outputs import MARKER, portable_record, read_json
 from cifake_hub.training.run_folder import RunFolder
 from cifake_hub.zoo.folder import GeneratorFolder
 
@@ -301,7 +301,7 @@ class ModelTarget(Target):
         for path in run_json + [p for name in dirs for p in (out / name).rglob("*.json")]:
             if not path.exists():
                 continue
-            data = json.loads(path.read_text())
+            data = read_json(path)
             portable = portable_record(
                 data, {"dataset": self.cfg.dataset_repo or "", "model": self.repo_id}
             )
@@ -365,7 +365,7 @@ class GeneratorTarget(Target):
         data_name = self.cfg.dataset_repo or Path(str(gen.training().get("dataset"))).name
         for name in (gen.CONFIG, gen.TRAINING):
             path = out / name
-            data = json.loads(path.read_text())
+            data = read_json(path)
             portable = portable_record(data, {"dataset": data_name})
             if portable != data:
                 path.write_text(json.dumps(portable, indent=1, sort_keys=True) + "\n")

@@ -16,12 +16,11 @@ Every file name of the folder is written here only.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, ClassVar
 
 from cifake_hub.errors import CifakeError
-from cifake_hub.outputs import OutputFolder, read_marker
+from cifake_hub.outputs import OutputFolder, read_json, read_marker
 
 ALIGNED = "aligned:"  # `cifake build --generator aligned:GEN_DIR`: twins of REAL rows
 
@@ -75,7 +74,7 @@ class GeneratorFolder(OutputFolder):
     def training(self) -> dict[str, Any]:
         """training.json (empty before the first epoch ends)."""
         path = self.training_path
-        return json.loads(path.read_text()) if path.exists() else {}
+        return read_json(path) if path.exists() else {}
 
     def is_generator(self) -> bool:
         """Whether the folder holds a finished zoo generator (config and weights)."""
