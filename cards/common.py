@@ -54,6 +54,12 @@ def size_category(n: int) -> str:
     return "n>10M"
 
 
+def fmt_change(drop: float) -> str:
+    """A mean drop in probability in words: "a drop of 0.123", or "a rise of 0.010" when it
+    is negative (never "lowers it by -0.010")."""
+    return f"a drop of {drop:.3f}" if drop >= 0 else f"a rise of {-drop:.3f}"
+
+
 def fmt_int(n: int) -> str:
     return f"{n:,}"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cifake_hub.cards.common import TEMPLATES, fmt_interval
+from cifake_hub.cards.common import TEMPLATES, fmt_change, fmt_interval
 from cifake_hub.training.run_folder import GradcamSummary, RunFolder
 
 from cifake_hub.errors import CifakeError
@@ -185,8 +185,8 @@ def render_gradcam_card(run_dir: str | Path) -> str:
         road=_road(summary.road),
         sanity=_sanity(summary.sanity),
         fraction=f"{f['fraction']:.0%}",
-        drop_gradcam=f"{f['mean_drop_gradcam']:.3f}",
-        drop_random=f"{f['mean_drop_random']:.3f}",
+        drop_gradcam=fmt_change(f["mean_drop_gradcam"]),
+        drop_random=fmt_change(f["mean_drop_random"]),
         claim=_claim(summary.claim),
         citations=CITATIONS,
     )

@@ -97,6 +97,7 @@ def run_job(out: str | Path, cfg: JobConfig, status: Callable[[str], None] = pri
     from cifake_hub.cards.model_card import write_model_card
     from cifake_hub.explain.run import ExplainConfig, explain_run
     from cifake_hub.hub.publish import PUBLISH_TREE_KIND, PublishConfig, dry_run, publish
+    from cifake_hub.training.leakage import overlap
     from cifake_hub.training.models import copy_shipped
     from cifake_hub.training.run_folder import RunFolder
     from cifake_hub.training.search import SearchConfig, run_search
@@ -118,6 +119,13 @@ def run_job(out: str | Path, cfg: JobConfig, status: Callable[[str], None] = pri
         run = out / f"run-{cfg.detector}"
         status(f"2/5 the shipped detector {cfg.detector!r} into {run} (no training)")
         copy_shipped(cfg.detector, run)
+        seen = overlap(run, dataset, "test")
+        if seen and seen[0]:
+            status(
+                f"    warning: {seen[0]} of {seen[1]} test images of {dataset.name} are in "
+                f"{cfg.detector!r}'s training data (the embedded sample comes from the Kaggle "
+                "train split): its scores on them say nothing about new images"
+            )
     else:
         run = out / "run"
         search: dict[str, Any] = (

@@ -42,6 +42,7 @@ class Prediction:
     probability_real: float | None
     resized: bool = False
     error: str | None = None
+    in_training: bool | None = None  # its pixels are among the detector's training rows
 
 
 def find_images(paths: Iterable[str | Path]) -> list[Path]:
@@ -148,6 +149,20 @@ def predict_files(
     return results, x, index
 
 
+def mark_training_rows(
+    model_path: Path, results: list[Prediction], x: np.ndarray, index: list[int]
+) -> None:
+    """Flag the images a detector trained on, when it carries its training hashes."""
+    from cifake_hub.training.leakage import seen_in_training, training_hashes
+    from cifake_hub.training.run_folder import RunFolder
+
+    hashes = training_hashes(model_path.parent) if model_path.name == RunFolder.MODEL else None
+    if hashes is None:
+        return
+    for i, seen in zip(index, seen_in_training(hashes, x), strict=True):
+        results[i].in_training = bool(seen)
+
+
 @dataclass
 class PredictOutcome:
     results: list[Prediction]
@@ -157,6 +172,11 @@ class PredictOutcome:
     @property
     def errors(self) -> list[Prediction]:
         return [r for r in self.results if r.error]
+
+    @property
+    def seen(self) -> list[Prediction]:
+        """Images the detector trained on: its answers on them say nothing about new ones."""
+        return [r for r in self.results if r.in_training]
 
 
 @writes("config.gradcam")
@@ -168,8 +188,10 @@ def predict_paths(paths: Iterable[str | Path], config: PredictConfig) -> Predict
     if gradcam_dir is not None:
         check_replaceable(gradcam_dir, GRADCAM_KIND, overwrite=True, what="--gradcam")
     files = find_images(paths)
-    keras_model = load_detector(config.model)
+    model_path = resolve_model(config.model)
+    keras_model = load_model(model_path)
     results, x, index = predict_files(keras_model, files, config.threshold)
+    mark_training_rows(model_path, results, x, index)
     outcome = PredictOutcome(results)
     if gradcam_dir is not None and len(x):
         from cifake_hub.explain.gradcam import gradcam
@@ -197,6 +219,7 @@ def write_predictions(results: list[Prediction], path: Path) -> None:
             "probability_real": r.probability_real,
             "resized": r.resized,
             "error": r.error,
+            "in_training": r.in_training,
         }
         for r in results
     ]

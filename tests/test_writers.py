@@ -399,3 +399,75 @@ def test_non_utf8_names_in_a_brought_folder_are_kept(tmp_path):
                                 "FAKE", 0.0)  # fmt: skip
     assert [t.key for t in taken] == ["train/cat/\\xe9t\\xe9.png"]
     assert taken[0].key.encode("utf-8")  # a key every writer takes
+
+
+# -- a shipped detector knows the rows it trained on --------------------------------------------
+@pytest.fixture(scope="module")
+def sample_folder(tmp_path_factory):
+    """The embedded sample as a dataset folder: Kaggle CIFAKE train images."""
+    from cifake_hub.builders.kaggle import ImportConfig, import_kaggle
+
+    from cifake_hub.shipped import SAMPLE
+
+    out = tmp_path_factory.mktemp("sample") / "ds"
+    import_kaggle(ImportConfig(src=str(SAMPLE), out=str(out)))
+    return out
+
+
+def test_evaluate_reports_the_shipped_detectors_training_rows(sample_folder, tmp_path, capsys):
+    import json
+
+    from cifake_hub.cli.main import main
+
+    args = ["--out", str(tmp_path / "e"), "--conditions", "clean", "--bootstrap", "10"]
+    code = main(["evaluate", "robust", "--dataset", str(sample_folder), "--split", "test", *args])
+    out = "".join(capsys.readouterr())
+    assert code == 0
+    report = json.loads((tmp_path / "e" / "evaluation.json").read_text())
+    leaked = report["leakage"]["rows_also_in_train"]
+    assert 400 < leaked < 500  # the sample's test split is Kaggle train, less the slice held out
+    assert "in this detector's training data" in " ".join(out.split())
+
+
+def test_predict_says_when_images_are_training_rows(tmp_path, capsys):
+    import json
+    import zipfile
+
+    from cifake_hub.cli.main import main
+    from cifake_hub.shipped import SAMPLE
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    with zipfile.ZipFile(SAMPLE) as archive:
+        names = sorted(n for n in archive.namelist() if n.startswith("train/FAKE/"))[:20]
+        for n in names:
+            (folder / Path(n).name).write_bytes(archive.read(n))
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), (7, 77, 177)).save(folder / "new.png")  # never trained on
+    assert main(["predict", str(folder), "--output", str(tmp_path / "p.json")]) == 0
+    rows = {Path(r["path"]).name: r for r in json.loads((tmp_path / "p.json").read_text())[
+        "predictions"]}  # fmt: skip
+    assert rows["new.png"]["in_training"] is False
+    seen = sum(bool(r["in_training"]) for r in rows.values())
+    assert 15 <= seen <= 20
+    assert f"{seen} of 21 image(s) are in this" in " ".join("".join(capsys.readouterr()).split())
+
+
+def test_overlap_counts_the_sample_rows_a_shipped_detector_trained_on(sample_folder):
+    from cifake_hub.training.leakage import overlap
+
+    from cifake_hub.shipped import shipped_folder
+
+    seen, rows = overlap(shipped_folder("robust"), sample_folder, "test")
+    assert rows == 500 and 400 < seen < 500  # less the validation slice the run held out
+    assert overlap(sample_folder, sample_folder, "test") is None  # no hashes: no claim
+
+
+@pytest.mark.slow
+def test_demo_with_a_shipped_detector_warns_about_the_sample(tmp_path, capsys):
+    from cifake_hub.cli.main import main
+
+    assert main(["demo", "--out", str(tmp_path / "job"), "--detector", "robust"]) == 0
+    said = " ".join("".join(capsys.readouterr()).split())
+    assert "of 500 test images of cifake-sample are in 'robust''s training data" in said

@@ -41,7 +41,9 @@ def resolve_model(spec: str | Path) -> Path:
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     try:
-        folder = Path(snapshot_download(str(spec), allow_patterns=[RunFolder.MODEL, "*.json"]))
+        # The model, its records, what it trained on, its evaluation and card (for the app).
+        wanted = [RunFolder.MODEL, "*.json", RunFolder.TRAINING_HASHES, "evaluation/*"]
+        folder = Path(snapshot_download(str(spec), allow_patterns=[*wanted, RunFolder.CARD]))
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as exc:
         raise CifakeError(
             f"cannot get model {str(spec)!r} from the Hub ({type(exc).__name__}); "

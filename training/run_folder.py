@@ -202,13 +202,19 @@ class RunFolder(OutputFolder):
     ROAD_PLOT: ClassVar[str] = "road.png"
     STUDY: ClassVar[str] = "study.json"  # `cifake study`: the cross-generator record
     STUDY_PLOT: ClassVar[str] = "study_matrix.png"
+    # The rows the model trained on, as sorted 64-bit pixel hashes (training/leakage.py).
+    TRAINING_HASHES: ClassVar[str] = "training_hashes.npy"
     # What goes to the model repo next to the model and its card.
-    PUBLISHED_FILES: ClassVar[tuple[str, ...]] = (CONFIG, RESULTS, TEST, STUDY, STUDY_PLOT)
+    PUBLISHED_FILES: ClassVar[tuple[str, ...]] = (
+        CONFIG, RESULTS, TEST, STUDY, STUDY_PLOT, TRAINING_HASHES
+    )  # fmt: skip
     PUBLISHED_DIRS: ClassVar[tuple[str, ...]] = (TABLES, PLOTS, GRADCAM, EVALUATION)
     EVALUATION_REPORT: ClassVar[str] = "evaluation.json"
     # What a shipped detector keeps of its run (cifake_hub/detectors/NAME/): the records a
     # model card, `evaluate`, `explain` and `cifake-publish --run NAME` read.
-    SHIPPED_FILES: ClassVar[tuple[str, ...]] = (CONFIG, RESULTS, RECIPE_RESULT, TEST)
+    SHIPPED_FILES: ClassVar[tuple[str, ...]] = (
+        CONFIG, RESULTS, RECIPE_RESULT, TEST, TRAINING_HASHES
+    )  # fmt: skip
     SHIPPED_DIRS: ClassVar[tuple[str, ...]] = (TABLES, PLOTS, EVALUATION)
 
     # -- paths ----------------------------------------------------------------------------

@@ -67,5 +67,13 @@ def run(args: argparse.Namespace) -> int:
         f"{report['split']} rows whose pixels are also in the rows trained on: "
         f"{leak['rows_also_in_train']:,}"
     )
+    if leak["rows_also_in_train"]:
+        clean = report["conditions"]["clean"].get("metrics_without_leaked")
+        without = f"; clean accuracy without them {fmt_pct(clean['accuracy'])}" if clean else ""
+        console.print(
+            f"[yellow]warning: {leak['rows_also_in_train']:,} of {report['rows']:,} rows were "
+            f"in this detector's training data: its scores on them say nothing about new "
+            f"images{without}"
+        )
     console.print(f"evaluation: {result.out}")
     return 0

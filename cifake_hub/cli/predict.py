@@ -51,6 +51,12 @@ def run(args: argparse.Namespace) -> int:
             f"[red]{len(outcome.errors)} of {len(results)} file(s) could not be read as images; "
             "each is listed above with the reason"
         )
+    if outcome.seen:
+        console.print(
+            f"[yellow]warning: {len(outcome.seen)} of {len(results)} image(s) are in this "
+            "detector's training data (column in_training of --output): its answers on them "
+            "say nothing about new images"
+        )
     if any(r.resized for r in results):
         console.print(RESIZE_NOTE)
     if outcome.gradcam:

@@ -141,6 +141,7 @@ def evaluate_model(
         stratified_subset,
         to_arrays,
     )
+    from cifake_hub.training.leakage import seen_in_training, training_hashes
     from cifake_hub.training.models import load_model, resolve_model, shipped_run
 
     say = progress or (lambda _msg: None)
@@ -208,6 +209,11 @@ def evaluate_model(
         trained = np.setdiff1d(np.arange(len(tl)), held) if same_rows else None
         train_hashes = set(pixel_hashes(to_arrays(splits["train"], trained).x))
         leaked = np.array([h in train_hashes for h in pixel_hashes(x)], dtype=bool)
+    recorded = training_hashes(folder) if run is not None else None
+    if recorded is not None:
+        # The rows the model itself trained on, whatever dataset it is scored on now (a
+        # shipped detector scored on the embedded sample, which comes from its train split).
+        leaked |= seen_in_training(recorded, x)
 
     results: dict[str, Any] = {}
     probs: dict[str, np.ndarray] = {}
