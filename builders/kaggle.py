@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 from cifake_hub.config import Config, option
 from cifake_hub.dataset_folder import DatasetFolder
 from cifake_hub.errors import ConfigError, FileNameError, InvalidImageError, SourceError
-from cifake_hub.images import NotRegularFileError, image_problem, read_regular
+from cifake_hub.images import RefusedFileError, image_problem, read_regular
 from cifake_hub.outputs import atomic_write_text, json_text, output_path, writes
 from cifake_hub.schema import (
     CLASS_NAMES,
@@ -104,6 +104,9 @@ def parse_file_name(name: str) -> tuple[int, int]:
     return k - 1, int(m["index"])
 
 
+MAX_MEMBER_BYTES = 64 * 2**20  # a CIFAKE image is about 1 kB; a 12-megapixel PNG under 40 MB
+
+
 class _Source:
     """Read access to the download, a zip file or a folder, by relative posix path."""
 
@@ -140,7 +143,15 @@ class _Source:
 
     def read(self, name: str, member: int = -1) -> bytes:
         if self._zip is not None:
-            return self._zip.read(self._zip.infolist()[member] if member >= 0 else name)
+            info = self._zip.infolist()[member] if member >= 0 else self._zip.getinfo(name)
+            if info.file_size > MAX_MEMBER_BYTES:
+                # Refused from the size the zip declares, before anything is inflated (a
+                # small zip can hold a member of gigabytes of zeros).
+                raise RefusedFileError(
+                    f"declares {info.file_size / 2**20:,.0f} MB unpacked, more than the "
+                    f"{MAX_MEMBER_BYTES // 2**20} MB an image may take"
+                )
+            return self._zip.read(info)
         return read_regular(self.path / name)
 
     def close(self) -> None:
@@ -239,7 +250,7 @@ def _check_chunk(names: Sequence[tuple[str, int]]) -> list[tuple[bytes, bytes, s
     for name, member in names:
         try:
             data = _worker_source.read(name, member)
-        except NotRegularFileError as exc:
+        except RefusedFileError as exc:
             out.append((b"", b"", f"cannot be read ({exc})"))
             continue
         except (OSError, zipfile.BadZipFile, EOFError) as exc:

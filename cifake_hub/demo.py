@@ -88,7 +88,7 @@ class JobResult:
     published: str  # the dry-run folder, or the repo URLs
 
 
-@writes("out")
+@writes("out", finishes=JOB_KIND)
 def run_job(out: str | Path, cfg: JobConfig, status: Callable[[str], None] = print) -> JobResult:
     """The main job into the job folder ``out``. With ``cfg.endpoint``, set ``HF_ENDPOINT``
     before importing huggingface_hub or datasets (`cifake demo` does)."""

@@ -50,7 +50,7 @@ def describe_problem(exc: BaseException) -> str:
             f"too large to decode safely (more than {Image.MAX_IMAGE_PIXELS:,} pixels; "
             "a decompression bomb, or resize it first)"
         )
-    if isinstance(exc, NotRegularFileError):
+    if isinstance(exc, RefusedFileError):
         return f"cannot be read ({exc})"
     if isinstance(exc, OSError) and exc.strerror:
         return f"cannot be read ({exc.strerror})"
@@ -117,9 +117,9 @@ def to_rgb8(im: Image.Image) -> np.ndarray:
     return np.asarray(im.convert("RGB"))
 
 
-class NotRegularFileError(OSError):
-    """A path that is not a regular file (after following links): never read, since a FIFO
-    or a device would block or never end."""
+class RefusedFileError(OSError):
+    """A file entry refused before it is read: not a regular file (after following links; a
+    FIFO or a device would block or never end), or a zip member too large to be an image."""
 
     def __str__(self) -> str:
         return str(self.args[0])
@@ -135,14 +135,14 @@ _KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a de
 
 def read_regular(path: str | Path) -> bytes:
     """The bytes of the regular file at ``path`` (links followed). Anything else raises
-    :class:`NotRegularFileError` without blocking (opened non-blocking, checked before it is
+    :class:`RefusedFileError` without blocking (opened non-blocking, checked before it is
     read); a missing file or a dangling or looping link raises the usual OSError."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             kind = _KINDS.get(stat.S_IFMT(mode), "not a file")
-            raise NotRegularFileError(f"{kind}, not a regular file")
+            raise RefusedFileError(f"{kind}, not a regular file")
         with os.fdopen(fd, "rb") as f:
             fd = -1
             return f.read()

@@ -142,9 +142,13 @@ def _acquire(lock: Path, folder: Path, what: str, shared: bool) -> Any:
     return handle
 
 
-def writes(*arguments: str, shared: Callable[..., bool] | None = None) -> Callable[[F], F]:
+def writes(
+    *arguments: str, shared: Callable[..., bool] | None = None, finishes: str | None = None
+) -> Callable[[F], F]:
     """Hold :func:`output_lock` on the folders the named arguments give (``"out"``, or an
-    attribute path such as ``"config.out"``; None is skipped) for the whole call."""
+    attribute path such as ``"config.out"``; None is skipped) for the whole call. With
+    ``finishes`` (a kind), a folder of that kind written in place (:func:`claim`) is marked
+    complete, with its files, when the call returns."""
 
     def decorate(fn: F) -> F:
         signature = inspect.signature(fn)
@@ -165,7 +169,10 @@ def writes(*arguments: str, shared: Callable[..., bool] | None = None) -> Callab
             with contextlib.ExitStack() as stack:
                 for folder in folders:
                     stack.enter_context(output_lock(folder, shared=share))
-                return fn(*args, **kwargs)
+                result = fn(*args, **kwargs)
+                for folder in folders if finishes else ():
+                    mark_complete(Path(folder), str(finishes))
+                return result
 
         return call  # type: ignore[return-value]
 
@@ -307,6 +314,14 @@ def _write_marker(folder: Path, kind: str, **extra: Any) -> None:
     atomic_write_text(folder / MARKER, json.dumps(body, indent=1, sort_keys=True) + "\n")
 
 
+def mark_complete(folder: Path, kind: str) -> None:
+    """A folder written in place is whole: its marker says so and lists its files (what a
+    later replacement may remove)."""
+    marker = read_marker(folder)
+    if marker is not None and marker["kind"] == kind:
+        _write_marker(folder, kind, complete=True, files=_files(folder))
+
+
 def claim(path: str | Path, kind: str, what: str = "--out") -> Path:
     """Use ``path`` as a ``kind`` output folder written in place (resumable outputs).
 
@@ -317,7 +332,10 @@ def claim(path: str | Path, kind: str, what: str = "--out") -> Path:
     if folder.exists() or folder.is_symlink():
         _refuse_foreign(folder, kind, what)
         require_writable(folder, what)
-        if read_marker(folder) is not None:
+        marker = read_marker(folder)
+        if marker is not None:
+            if marker.get("complete"):
+                _write_marker(folder, kind, complete=False)  # resumed: whole again at the end
             return folder
     try:
         folder.mkdir(parents=True, exist_ok=True)

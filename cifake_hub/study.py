@@ -119,7 +119,7 @@ class StudyOutcome:
     record: dict[str, Any]
 
 
-@writes("config.out")
+@writes("config.out", finishes=StudyFolder.KIND)
 def run_study(
     config: StudyConfig,
     progress: Any | None = None,

@@ -471,3 +471,96 @@ def test_demo_with_a_shipped_detector_warns_about_the_sample(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "job"), "--detector", "robust"]) == 0
     said = " ".join("".join(capsys.readouterr()).split())
     assert "of 500 test images of cifake-sample are in 'robust''s training data" in said
+
+
+def test_a_missing_local_model_path_says_it_does_not_exist(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (32, 32)).save(tmp_path / "a.png")
+    proc = cli("predict", str(tmp_path), "--model", "./runs/../no/such/run")
+    assert proc.returncode == 1
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    assert "./runs/../no/such/run does not exist" in line
+
+
+def test_user_conditions_that_fail_are_one_line(small_run, small_cifake, tmp_path, capsys,
+                                                monkeypatch):  # fmt: skip
+    from cifake_hub.cli.main import main
+
+    (tmp_path / "mycond.py").write_text("def boom(images):\n    raise RuntimeError('nope')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "raises.txt").write_text("boom=mycond:boom\n")
+    (tmp_path / "binary.txt").write_bytes(b"\x00\xda\xff\xfe binary")
+    expected = {"raises.txt": "raised RuntimeError: nope", "binary.txt": "is not text"}
+    for name, message in expected.items():
+        args = ["--dataset", str(small_cifake), "--out", str(tmp_path / "e"), "--conditions",
+                str(tmp_path / name), "--bootstrap", "10"]  # fmt: skip
+        assert main(["evaluate", str(small_run), *args]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
+
+
+def test_a_cam_layer_without_a_feature_map_is_one_line(small_run, tmp_path, capsys):
+    import shutil
+
+    from cifake_hub.training.models import load_model, resolve_model
+
+    from cifake_hub.cli.main import main
+
+    model = load_model(resolve_model(small_run))
+    flat = next(layer.name for layer in model.layers if len(layer.output.shape) == 2)
+    run = tmp_path / "run"
+    shutil.copytree(small_run, run)
+    assert main(["explain", str(run), "--layer", flat, "--n", "4"]) == 1
+    err = capsys.readouterr().err
+    assert f"layer {flat!r} has no spatial feature map" in err and len(err.splitlines()) == 1
+
+
+# Runs a command and prints the peak RSS (kB) of it and its workers, as its last stderr line.
+PEAK = """import resource, subprocess, sys
+code = subprocess.run(sys.argv[1:]).returncode
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)
+sys.exit(code)"""
+
+
+def test_a_zip_member_of_gigabytes_is_refused_by_its_declared_size(tmp_path):
+    """2 GB of zeros deflate to about 2 MB: refused from the zip's directory, never inflated."""
+    import json
+    import zipfile
+
+    src = factories.make_kaggle_files()
+    path = tmp_path / "k.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in src.files.items():
+            z.writestr(name, data)
+        with z.open("train/REAL/0999 (1).jpg", "w", force_zip64=True) as member:
+            block = bytes(2**24)
+            for _ in range(128):  # 2 GiB
+                member.write(block)
+    assert path.stat().st_size < 8 * 2**20
+    out = tmp_path / "ds"
+    proc = subprocess.run(
+        [sys.executable, "-c", PEAK, sys.executable, "-m", "cifake_hub.cli.main",
+         "import-kaggle", str(path), "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    peak_kb = int(proc.stderr.strip().splitlines()[-1])
+    assert peak_kb < 1024 * 1024, f"peak RSS {peak_kb} kB"  # far below the 2 GB declared
+    report = json.loads((out / "import_report.json").read_text())
+    problems = {i["file"]: i["problem"] for i in report["invalid"]}
+    assert "more than the 64 MB an image may take" in problems["train/REAL/0999 (1).jpg"]
+
+
+def test_a_finished_run_is_marked_complete_and_a_resume_unmarks_it(small_run, tmp_path):
+    import shutil
+
+    from cifake_hub.outputs import claim, read_marker
+    from cifake_hub.training.run_folder import RunFolder
+
+    marker = read_marker(small_run)
+    assert marker["complete"] is True and RunFolder.MODEL in marker["files"]
+    run = tmp_path / "run"
+    shutil.copytree(small_run, run)
+    claim(run, RunFolder.KIND)  # what a resumed command does first
+    assert read_marker(run)["complete"] is False

@@ -38,7 +38,17 @@ def resolve_model(spec: str | Path) -> Path:
             f"shipped detector ({', '.join(DETECTORS)})"
         )
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(str(spec))
+    except HFValidationError:
+        raise CifakeError(
+            f"{spec} does not exist (no such file or folder, and not a Hub repo id); give a "
+            "run folder, a .keras file, a repo id NS/NAME or a shipped detector "
+            f"({', '.join(DETECTORS)})"
+        ) from None
 
     try:
         # The model, its records, what it trained on, its evaluation and card (for the app).
@@ -46,8 +56,9 @@ def resolve_model(spec: str | Path) -> Path:
         folder = Path(snapshot_download(str(spec), allow_patterns=[*wanted, RunFolder.CARD]))
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as exc:
         raise CifakeError(
-            f"cannot get model {str(spec)!r} from the Hub ({type(exc).__name__}); "
-            "give a run folder or .keras file, or check the repo id, HF_TOKEN and network"
+            f"cannot get model {str(spec)!r} from the Hub ({type(exc).__name__}), and there is no "
+            "file or folder of that name here; give a run folder or .keras file, or check the "
+            "repo id, HF_TOKEN and network"
         ) from exc
     if not RunFolder(folder).model.exists():
         raise CifakeError(f"Hub repo {spec} has no {RunFolder.MODEL}")

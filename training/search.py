@@ -388,7 +388,11 @@ def start_run(config: SearchConfig, run_dir: Path) -> None:
 
 
 # The chief and workers of a distributed search share the run folder (a shared lock).
-@writes("run_dir", shared=lambda *args, **kwargs: _is_worker() or _is_chief())
+@writes(
+    "run_dir",
+    shared=lambda *args, **kwargs: _is_worker() or _is_chief(),
+    finishes=RunFolder.KIND,
+)
 def run_search(
     dataset: Any,
     run_dir: str | Path,

@@ -149,7 +149,7 @@ def degraded_batches(
     return Batches()
 
 
-@writes("run_dir")
+@writes("run_dir", finishes=RunFolder.KIND)
 def run_training(
     dataset: Any,
     run_dir: str | Path,

@@ -164,7 +164,13 @@ def _custom(line: str, where: str) -> Condition:
         raise ConfigError(f"{where}: {target.strip()!r} is not callable")
 
     def run(images: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        out = np.asarray(fn(images.copy()))
+        try:
+            out = np.asarray(fn(images.copy()))
+        except Exception as exc:  # noqa: BLE001 - the user's code: its failure is one line
+            raise ConfigError(
+                f"condition {name!r} ({target.strip()}) raised {type(exc).__name__}: {exc}; "
+                "fix the function (CIFAKE_DEBUG=1 shows its traceback)"
+            ) from exc
         if out.shape != images.shape or out.dtype != np.uint8:
             raise ConfigError(
                 f"condition {name!r} returned {out.dtype} {out.shape}; it must return uint8 "
@@ -183,7 +189,14 @@ def parse_conditions(specs: Sequence[str], seed: int = 0) -> list[Condition]:
     for spec in specs:
         path = Path(spec)
         if path.is_file():
-            for n, raw in enumerate(path.read_text().splitlines(), 1):
+            try:
+                text = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                raise ConfigError(
+                    f"conditions file {path} is not text; it holds NAME=package.module:function "
+                    "lines or built-in conditions, one per line"
+                ) from None
+            for n, raw in enumerate(text.splitlines(), 1):
                 line = raw.split("#", 1)[0].strip()
                 if not line:
                     continue

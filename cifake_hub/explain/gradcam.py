@@ -69,6 +69,14 @@ def resolve_layers(model: Any, spec: str | None) -> list[str]:
         return [last_conv_layer(model)]
     if spec == "all":
         return conv_layers(model) or [last_conv_layer(model)]
+    layers = {str(layer.name): layer for layer in _flat_layers(model)}
+    if spec in layers and len(layers[spec].output.shape) != 4:
+        spatial = [n for n, layer in layers.items() if len(layer.output.shape) == 4]
+        raise CifakeError(
+            f"layer {spec!r} has no spatial feature map (output shape "
+            f"{tuple(layers[spec].output.shape)}); a CAM needs a layer of shape (N, H, W, C), "
+            f"such as {spatial[-3:]}"
+        )
     return [spec]
 
 

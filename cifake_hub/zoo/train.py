@@ -163,7 +163,7 @@ def grid_seeds(per_class: int) -> tuple[list[int], list[int]]:
     return classes, [GRID_SEED + i for i in range(len(classes))]
 
 
-@writes("out")
+@writes("out", finishes=GeneratorFolder.KIND)
 def train_generator(
     dataset: Any,
     out: str | Path,
