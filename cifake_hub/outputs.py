@@ -169,9 +169,11 @@ def writes(
             with contextlib.ExitStack() as stack:
                 for folder in folders:
                     stack.enter_context(output_lock(folder, shared=share))
+                for folder in folders if finishes else ():
+                    _mark(Path(folder), str(finishes), complete=False)  # whole again at the end
                 result = fn(*args, **kwargs)
                 for folder in folders if finishes else ():
-                    mark_complete(Path(folder), str(finishes))
+                    _mark(Path(folder), str(finishes), complete=True)
                 return result
 
         return call  # type: ignore[return-value]
@@ -314,12 +316,14 @@ def _write_marker(folder: Path, kind: str, **extra: Any) -> None:
     atomic_write_text(folder / MARKER, json.dumps(body, indent=1, sort_keys=True) + "\n")
 
 
-def mark_complete(folder: Path, kind: str) -> None:
-    """A folder written in place is whole: its marker says so and lists its files (what a
-    later replacement may remove)."""
+def _mark(folder: Path, kind: str, complete: bool) -> None:
+    """A folder written in place is whole (its marker says so and lists its files, what a
+    later replacement may remove), or being written again (the list stays its own)."""
     marker = read_marker(folder)
-    if marker is not None and marker["kind"] == kind:
-        _write_marker(folder, kind, complete=True, files=_files(folder))
+    if marker is None or marker["kind"] != kind or marker.get("complete", False) == complete:
+        return
+    files = _files(folder) if complete else marker.get("files", [])
+    _write_marker(folder, kind, complete=complete, files=files)
 
 
 def claim(path: str | Path, kind: str, what: str = "--out") -> Path:
@@ -332,10 +336,7 @@ def claim(path: str | Path, kind: str, what: str = "--out") -> Path:
     if folder.exists() or folder.is_symlink():
         _refuse_foreign(folder, kind, what)
         require_writable(folder, what)
-        marker = read_marker(folder)
-        if marker is not None:
-            if marker.get("complete"):
-                _write_marker(folder, kind, complete=False)  # resumed: whole again at the end
+        if read_marker(folder) is not None:
             return folder
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -555,12 +555,22 @@ def test_a_zip_member_of_gigabytes_is_refused_by_its_declared_size(tmp_path):
 def test_a_finished_run_is_marked_complete_and_a_resume_unmarks_it(small_run, tmp_path):
     import shutil
 
-    from cifake_hub.outputs import claim, read_marker
     from cifake_hub.training.run_folder import RunFolder
+
+    from cifake_hub.outputs import read_marker, writes
 
     marker = read_marker(small_run)
     assert marker["complete"] is True and RunFolder.MODEL in marker["files"]
     run = tmp_path / "run"
     shutil.copytree(small_run, run)
-    claim(run, RunFolder.KIND)  # what a resumed command does first
-    assert read_marker(run)["complete"] is False
+    seen = []
+
+    @writes("out", finishes=RunFolder.KIND)
+    def resume(out):  # what a resumed command sees while it works
+        seen.append(read_marker(out))
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        resume(run)
+    assert seen[0]["complete"] is False and seen[0]["files"] == marker["files"]
+    assert read_marker(run)["complete"] is False  # killed: not whole
