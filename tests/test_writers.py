@@ -291,7 +291,9 @@ def read_only(tmp_path):
         if source is not None:
             shutil.copytree(source, folder, dirs_exist_ok=True)
         if os.geteuid() == 0:
-            subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+            if subprocess.run(["mount", "-o", "remount,ro", str(folder)],
+                              capture_output=True).returncode != 0:  # fmt: skip
+                pytest.skip("root without a read-only remount: no read-only folder to test")
         else:
             for p in [folder, *folder.rglob("*")]:
                 p.chmod(0o555 if p.is_dir() else 0o444)
