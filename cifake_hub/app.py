@@ -149,7 +149,7 @@ def analyse(
     """Every detector's prediction for every file, through `cifake predict`'s own path."""
     paths = [Path(f) for f in files]
     predictions: dict[str, list[Prediction]] = {}
-    pixels, readable = np.zeros((0, 32, 32, 3), np.uint8), []
+    pixels, readable = np.zeros((0, 32, 32, 3), np.uint8), list[int]()
     for k, det in enumerate(detectors):
         progress(k / len(detectors), f"{det.name}: {len(paths)} image(s)")
         rows, pixels, readable = predict_files(det.model, paths, det.threshold)
@@ -324,7 +324,7 @@ def build_app(detectors: Sequence[Detector], workdir: Path) -> Any:
     by_name = {d.name: d for d in detectors}
     examples = sample_examples(workdir / "examples")
 
-    def detect(files: list[str] | None, cam_name: str, method: str, progress=gr.Progress()):  # type: ignore[no-untyped-def]  # noqa: B008
+    def detect(files: list[str] | None, cam_name: str, method: str, progress=gr.Progress()):  # noqa: B008
         if not files:
             raise gr.Error("upload at least one image")
         analysis = analyse(detectors, files, lambda done, what: progress(done, desc=what))
@@ -352,10 +352,10 @@ def build_app(detectors: Sequence[Detector], workdir: Path) -> Any:
             pick,
         )
 
-    def recam(analysis: Analysis | None, cam_name: str, method: str):  # type: ignore[no-untyped-def]
+    def recam(analysis: Analysis | None, cam_name: str, method: str):
         return cam_overlays(by_name[cam_name], analysis, method) if analysis else []
 
-    def explore(analysis: Analysis | None, choice: str | None):  # type: ignore[no-untyped-def]
+    def explore(analysis: Analysis | None, choice: str | None):
         if analysis is None or choice is None:
             return [], []
         k = [analysis.names[i] for i in analysis.readable].index(choice)
@@ -421,11 +421,11 @@ def build_app(detectors: Sequence[Detector], workdir: Path) -> Any:
         outputs = [status, table, seen, cams, records, state, pick]
         inputs = [files, cam_name, method]
         button.click(detect, inputs, outputs, api_name="detect")
-        files.upload(detect, inputs, outputs, api_name=False)
-        example_list.load_input_event.then(detect, inputs, outputs, api_name=False)
-        method.change(recam, [state, cam_name, method], [cams], api_name=False)
-        cam_name.change(recam, [state, cam_name, method], [cams], api_name=False)
-        pick.change(explore, [state, pick], [changed, answers], api_name=False)
+        files.upload(detect, inputs, outputs, api_visibility="private")
+        example_list.load_input_event.then(detect, inputs, outputs, api_visibility="private")
+        method.change(recam, [state, cam_name, method], [cams], api_visibility="private")
+        cam_name.change(recam, [state, cam_name, method], [cams], api_visibility="private")
+        pick.change(explore, [state, pick], [changed, answers], api_visibility="private")
     return demo
 
 

@@ -77,6 +77,7 @@ class Target:
     kind: ClassVar[str]
     repo_type: ClassVar[str]  # "dataset", "model" or "space", as huggingface_hub says
     steps: ClassVar[tuple[str, ...]]  # the commits a push makes, in order
+    staged: Path | None = None  # where stage() last wrote the repo's files
 
     def __init__(self, cfg: PublishConfig, repo_id: str):
         self.cfg, self.repo_id = cfg, repo_id
@@ -96,6 +97,19 @@ class Target:
     def check_spec(self) -> dict[str, Any]:
         """What the fresh-process check needs to compare this repo with the local files."""
         raise NotImplementedError
+
+    def staged_spec(self, **extra: Any) -> dict[str, Any]:
+        """The check spec of a target whose repo mirrors its staged folder: the hashes of
+        the staged files, and what else the check compares (``extra``)."""
+        assert self.staged is not None, f"push (or stage) the {self.kind} before checking it"
+        return {
+            "kind": self.kind,
+            "repo": self.repo_id,
+            "repo_type": self.repo_type,
+            "revision": self.pushed.head,
+            "tree": {k: v[1] for k, v in tree(self.staged).items()},
+            **extra,
+        }
 
     def upload_staged(self, session: Session, message: str) -> None:
         """Stage the repo's files and push them in one ``upload_folder`` commit (the one step
@@ -269,7 +283,6 @@ class ModelTarget(Target):
     def __init__(self, cfg: PublishConfig, repo_id: str, run: str | Path):
         super().__init__(cfg, repo_id)
         self.run = RunFolder(run)
-        self.staged: Path | None = None
 
     def stage(self, out: Path) -> None:
         from cifake_hub.cards.model_card import render_model_card
@@ -324,14 +337,7 @@ class ModelTarget(Target):
         self.upload_staged(session, "Upload CIFAKE detector (cifake-publish)")
 
     def check_spec(self) -> dict[str, Any]:
-        assert self.staged is not None, "push (or stage) the model before checking it"
-        return {
-            "kind": self.kind,
-            "repo": self.repo_id,
-            "revision": self.pushed.head,
-            "model": str(self.run.model),
-            "tree": {k: v[1] for k, v in tree(self.staged).items()},
-        }
+        return self.staged_spec(model=str(self.run.model))
 
     def verified(self, check: dict[str, Any]) -> str:
         return f"{check['files']} hashes, {check['images_predicted']} predictions equal"
@@ -349,7 +355,6 @@ class GeneratorTarget(Target):
     def __init__(self, cfg: PublishConfig, repo_id: str, folder: str | Path):
         super().__init__(cfg, repo_id)
         self.folder = GeneratorFolder(folder).require()
-        self.staged: Path | None = None
 
     def stage(self, out: Path) -> None:
         from cifake_hub.cards.generator_card import render_generator_card
@@ -376,14 +381,7 @@ class GeneratorTarget(Target):
         self.upload_staged(session, "Upload zoo generator (cifake-publish)")
 
     def check_spec(self) -> dict[str, Any]:
-        assert self.staged is not None, "push (or stage) the generator before checking it"
-        return {
-            "kind": self.kind,
-            "repo": self.repo_id,
-            "revision": self.pushed.head,
-            "folder": str(self.folder.path),
-            "tree": {k: v[1] for k, v in tree(self.staged).items()},
-        }
+        return self.staged_spec(folder=str(self.folder.path))
 
     def verified(self, check: dict[str, Any]) -> str:
         return f"{check['files']} hashes, {check['images_generated']} samples equal"
@@ -402,7 +400,6 @@ class SpaceTarget(Target):
         super().__init__(cfg, repo_id)
         self.model_repo = model_repo
         self.run = RunFolder(run)
-        self.staged: Path | None = None
 
     def stage(self, out: Path) -> None:
         from cifake_hub.hub.space import write_space
@@ -415,15 +412,7 @@ class SpaceTarget(Target):
         self.upload_staged(session, "Upload cifake app (cifake-publish)")
 
     def check_spec(self) -> dict[str, Any]:
-        assert self.staged is not None, "push (or stage) the Space before checking it"
-        return {
-            "kind": self.kind,
-            "repo": self.repo_id,
-            "repo_type": self.repo_type,
-            "revision": self.pushed.head,
-            "model": str(self.run.model),
-            "tree": {k: v[1] for k, v in tree(self.staged).items()},
-        }
+        return self.staged_spec(model=str(self.run.model))
 
     def verified(self, check: dict[str, Any]) -> str:
         return f"{check['files']} hashes equal; app.py answered {check['images_predicted']} image"
