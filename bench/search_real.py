@@ -50,6 +50,7 @@ def main() -> None:
     args = ap.parse_args()
 
     import datasets
+
     from cifake_hub.builders.kaggle import ImportConfig, import_kaggle
     from cifake_hub.training.backend import import_keras
     from cifake_hub.training.data import prepare, stratified_split
@@ -64,14 +65,14 @@ def main() -> None:
     cfg = SearchConfig(topology=PAPER_FINAL, epochs=args.epochs, batch_size=args.batch_size)
 
     t0 = time.perf_counter()
-    prepare(dataset, val_fraction=cfg.val_fraction)  # the one-off decode, timed on its own
+    prepare(dataset, cfg)  # the one-off decode, timed on its own
     decode_s = time.perf_counter() - t0
     outcome = run_search(dataset, run_dir, cfg)
     (ours,) = outcome.results
     peak_ours = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     # Baseline: the same rows, decoded straight from the zip into NumPy.
-    data = prepare(dataset, val_fraction=cfg.val_fraction)
+    data = prepare(dataset, cfg)
     table = datasets.load_dataset(str(dataset))["train"]
     names = table["source_file"][:]
     with zipfile.ZipFile(args.zip) as z:

@@ -35,11 +35,11 @@ BASELINE = """
 import json, sys, time
 import numpy as np
 from cifake_hub.training.backend import import_keras
-from cifake_hub.training.data import prepare
+from cifake_hub.training.data import DataOptions, prepare
 from cifake_hub.training.recipes import build_recipe_model, compile_recipe_model, get_recipe
 keras = import_keras()
 recipe = get_recipe(sys.argv[2]).with_epochs(3)
-data = prepare(sys.argv[1], val_fraction=0.1, max_train=int(sys.argv[3]), seed=1)
+data = prepare(sys.argv[1], DataOptions(max_train=int(sys.argv[3])))
 keras.utils.set_random_seed(1)
 model = build_recipe_model(recipe)
 compile_recipe_model(model, recipe, len(data.train))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,7 +20,7 @@ def option(
     *,
     flag: str | None = None,
     metavar: str | None = None,
-    choices: tuple[str, ...] | None = None,
+    choices: tuple[str, ...] | Callable[[], Iterable[str]] | None = None,
     positional: bool = False,
     cli: bool = True,
 ) -> Any:
@@ -28,6 +29,8 @@ def option(
 
     ``flag`` overrides the option name (``--no-verify`` for a field that defaults to True);
     ``positional`` makes it an argument; ``cli=False`` keeps it out of the command line.
+    ``choices`` may be a function giving the names of a registry (read when the parser is
+    built, so entries registered after this module was imported are choices too).
     """
     metadata = {
         "help": help,

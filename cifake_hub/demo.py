@@ -96,7 +96,8 @@ def run_job(out: str | Path, cfg: JobConfig, status: Callable[[str], None] = pri
     from cifake_hub.cards.dataset_card import write_dataset_card
     from cifake_hub.cards.model_card import write_model_card
     from cifake_hub.explain.run import ExplainConfig, explain_run
-    from cifake_hub.hub.publish import PUBLISH_TREE_KIND, PublishConfig, dry_run, publish
+    from cifake_hub.hub.publish import PUBLISH_TREE_KIND, dry_run, publish
+    from cifake_hub.hub.session import PublishConfig
     from cifake_hub.training.leakage import overlap
     from cifake_hub.training.models import copy_shipped
     from cifake_hub.training.run_folder import RunFolder

@@ -23,6 +23,7 @@ card is rendered again with the table.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import re
 import shutil
@@ -33,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from cifake_hub.config import Config, option
+from cifake_hub.config import option
 from cifake_hub.dataset_folder import DatasetFolder
 from cifake_hub.errors import ConfigError, DatasetFolderError
 from cifake_hub.outputs import (
@@ -46,6 +47,7 @@ from cifake_hub.outputs import (
     writes,
 )
 from cifake_hub.schema import FAKE, REAL, dataset_generators
+from cifake_hub.training.data import DataOptions
 from cifake_hub.training.recipes import RECIPES
 from cifake_hub.training.run_folder import RunFolder
 
@@ -53,7 +55,7 @@ PAPER = "paper"  # the paper's final topology, trained by `cifake search --topol
 
 
 @dataclass(frozen=True)
-class StudyConfig(Config):
+class StudyConfig(DataOptions):
     dataset: str = option(
         help="dataset folder or Hub id whose FAKE rows come from two generators or more",
         positional=True,
@@ -62,24 +64,18 @@ class StudyConfig(Config):
     recipe: str = option(
         PAPER,
         "detector: 'paper' (the paper's final topology) or a `cifake train` recipe",
-        choices=(PAPER, *sorted(RECIPES)),
+        choices=lambda: (PAPER, *sorted(RECIPES)),
     )
     epochs: int | None = option(None, "epochs per detector (default: the recipe's; paper: 10)")
-    max_train: int | None = option(None, "train rows per detector at most (stratified)")
-    val_fraction: float = option(0.1, "share of a detector's train rows held out for validation")
-    seed: int = option(1, "seed of the REAL samples, the validation slices and the weights")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.recipe != PAPER and self.recipe not in RECIPES:
             raise ConfigError(
                 f"unknown detector {self.recipe!r}; choose {PAPER} or one of {sorted(RECIPES)}"
             )
         if self.epochs is not None and self.epochs < 1:
             raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
-        if self.max_train is not None and self.max_train < 20:
-            raise ConfigError(f"max train must be >= 20, got {self.max_train}")
-        if not 0 < self.val_fraction < 1:
-            raise ConfigError(f"validation fraction must be in (0, 1), got {self.val_fraction}")
 
 
 class StudyFolder(OutputFolder):
@@ -232,18 +228,14 @@ def _train(
         say(f"{run.path.name}: trained already")
         return
     data = datasets.DatasetDict({"train": rows})
-    common = {
-        "val_fraction": config.val_fraction,
-        "max_train": config.max_train,
-        "seed": config.seed,
-        "dataset": str(config.dataset),
-    }
+    common = {**config.data_options.to_dict(), "dataset": str(config.dataset)}
     if config.recipe == PAPER:
         from cifake_hub.training.search import SearchConfig, run_search
         from cifake_hub.training.topology import PAPER_FINAL
 
-        epochs = {"epochs": config.epochs} if config.epochs else {}
-        search = SearchConfig(topology=PAPER_FINAL, **epochs, **common)
+        search = SearchConfig(topology=PAPER_FINAL, **common)
+        if config.epochs:
+            search = dataclasses.replace(search, epochs=config.epochs)
         run_search(data, run.path, search, progress, on_status=say)
     else:
         from cifake_hub.training.train import TrainConfig, run_training

@@ -7,12 +7,14 @@ stratified slice of train (by label and class), so model selection never sees th
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cifake_hub.config import Config, option
 from cifake_hub.errors import ConfigError, DatasetFolderError, InvalidImageError
 from cifake_hub.images import read_rgb
 from cifake_hub.schema import GENERATOR, IMAGE_SIZE, LABEL_NAMES, dataset_generators
@@ -179,6 +181,33 @@ def carve(
     return rows[keep], rows[held]
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DataOptions(Config):
+    """Which rows of a dataset's train split a detector learns from and which it is selected
+    on: the options `cifake search`, `train` and `study` share (their configs extend this)."""
+
+    val_fraction: float = option(0.1, "share of train held out for validation (stratified)")
+    max_train: int | None = option(None, "use at most N rows of the train split (stratified)")
+    seed: int = option(1, "seed of the validation slice, of the weights and of any sampling")
+
+    def __post_init__(self) -> None:
+        if not 0 < self.val_fraction < 1:
+            raise ConfigError(f"validation fraction must be in (0, 1), got {self.val_fraction}")
+        if self.max_train is not None and self.max_train < 20:
+            raise ConfigError(f"max train must be >= 20, got {self.max_train}")
+        if self.seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
+
+    @property
+    def data_options(self) -> DataOptions:
+        """Just these options (a run folder keeps them to re-derive its validation slice)."""
+        return DataOptions(val_fraction=self.val_fraction, max_train=self.max_train, seed=self.seed)
+
+    def carve(self, label: np.ndarray, category: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(train rows, validation rows) of the train split with these options."""
+        return carve(label, category, self.val_fraction, self.max_train, self.seed)
+
+
 @dataclass
 class TrainingData:
     train: Arrays
@@ -187,9 +216,7 @@ class TrainingData:
     source_rows: int  # rows of the train split before any cap
 
 
-def prepare(
-    dataset: Any, *, val_fraction: float, max_train: int | None = None, seed: int = 1
-) -> TrainingData:
+def prepare(dataset: Any, options: DataOptions) -> TrainingData:
     """Decode train (capped at ``max_train`` rows, stratified), carve validation from it, and
     decode test when the dataset has one."""
     splits = load_splits(dataset)
@@ -206,7 +233,7 @@ def prepare(
             f"the train split holds only {present[0]} images; a detector needs both REAL and "
             "FAKE rows (it would score 100% by always answering the one label)"
         )
-    train_rows, val_rows = carve(label, category, val_fraction, max_train, seed)
+    train_rows, val_rows = options.carve(label, category)
     test = to_arrays(splits["test"]) if "test" in splits else None
     return TrainingData(
         to_arrays(train, train_rows), to_arrays(train, val_rows), test, source_rows=label.size

@@ -24,8 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from cifake_hub.errors import CifakeError
-from cifake_hub.outputs import OutputFolder, read_json
+import numpy as np
+
+from cifake_hub.config import Config
+from cifake_hub.errors import CifakeError, ConfigError
+from cifake_hub.outputs import OutputFolder, claim, read_json
+from cifake_hub.training.data import DataOptions
 
 Metrics = dict[str, Any]  # metric name -> value (None where undefined), as binary_metrics
 R = TypeVar("R")
@@ -301,6 +305,28 @@ class RunFolder(OutputFolder):
             )
         return self.model
 
+    @classmethod
+    def start(cls, run_dir: Path, config: Config) -> RunFolder:
+        """Claim ``run_dir`` and save the run's config there, or check it matches the config of
+        the run being resumed."""
+        run = cls(claim(run_dir, cls.KIND))
+        path = run.config_path
+        if not path.exists():
+            config.save(path)
+            return run
+        previous = read_json(path)
+        previous.pop("type", None)
+        differs = {
+            k: (previous.get(k), v) for k, v in config.to_dict().items() if previous.get(k) != v
+        }
+        if differs:
+            shown = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in differs.items())
+            raise ConfigError(
+                f"{run_dir} holds a run with other settings ({shown}); "
+                "resume with the same options or choose another --out"
+            )
+        return run
+
     def config(self) -> dict[str, Any]:
         """The saved search settings (``SearchConfig.load`` gives the typed object)."""
         if not self.config_path.exists():
@@ -310,6 +336,15 @@ class RunFolder(OutputFolder):
         record: dict[str, Any] = read_json(self.config_path)
         record.pop("type", None)
         return record
+
+    def data_options(self) -> DataOptions:
+        """The options the run carved its train and validation rows with."""
+        names = {f.name for f in dataclasses.fields(DataOptions)}
+        return DataOptions(**{k: v for k, v in self.config().items() if k in names})
+
+    def validation_rows(self, label: np.ndarray, category: np.ndarray) -> np.ndarray:
+        """The run's validation slice of a train split: rows its model was not trained on."""
+        return self.data_options().carve(label, category)[1]
 
     def results(self) -> list[TopologyResult]:
         if not self.results_path.exists():

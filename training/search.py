@@ -24,8 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cifake_hub.config import option
+from cifake_hub.errors import CifakeError, ConfigError
+from cifake_hub.outputs import atomic_write_text, json_text, read_json, writes
 from cifake_hub.training.backend import import_keras
-from cifake_hub.training.data import Arrays, TrainingData, prepare
+from cifake_hub.training.data import Arrays, DataOptions, TrainingData, prepare
 from cifake_hub.training.metrics import binary_metrics
 from cifake_hub.training.run_folder import (
     RunFolder,
@@ -36,15 +39,11 @@ from cifake_hub.training.run_folder import (
 )
 from cifake_hub.training.topology import Topology, build_model, stage1, stage2
 
-from cifake_hub.config import Config, option
-from cifake_hub.errors import CifakeError, ConfigError
-from cifake_hub.outputs import atomic_write_text, claim, json_text, read_json, writes
-
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 
 
 @dataclass(frozen=True)
-class SearchConfig(Config):
+class SearchConfig(DataOptions):
     """Settings of a search. The paper leaves epochs, batch size, optimizer, padding and
     input scaling open; these defaults are our choice and are recorded with every run."""
 
@@ -55,9 +54,6 @@ class SearchConfig(Config):
     padding: str = option("same", "conv padding", choices=("same", "valid"))
     patience: int = option(3, "early stopping on validation loss, best weights kept (0: off)")
     input_scaling: str = option("x / 255 inside the model (Rescaling layer)", cli=False)
-    val_fraction: float = option(0.1, "share of train held out for validation (stratified)")
-    max_train: int | None = option(None, "use at most N rows of the train split (stratified)")
-    seed: int = option(1, "seed of the validation slice and of every topology's weights")
     stage: str = option("all", "run stage 1, 2 or all", choices=("1", "2", "all"))
     select_on: str = option(
         "validation",
@@ -71,6 +67,7 @@ class SearchConfig(Config):
     dataset: str = option("", cli=False)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         checks = [
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
@@ -82,20 +79,11 @@ class SearchConfig(Config):
                 math.isfinite(self.learning_rate) and self.learning_rate > 0,
                 f"learning rate must be a finite number > 0, got {self.learning_rate}",
             ),
-            (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
             (
                 self.padding in ("valid", "same"),
                 f"padding must be valid or same, got {self.padding!r}",
             ),
             (self.patience >= 0, f"patience must be >= 0, got {self.patience}"),
-            (
-                0 < self.val_fraction < 1,
-                f"validation fraction must be in (0, 1), got {self.val_fraction}",
-            ),
-            (
-                self.max_train is None or self.max_train >= 20,
-                f"max train must be >= 20, got {self.max_train}",
-            ),
             (self.stage in ("1", "2", "all"), f"stage must be 1, 2 or all, got {self.stage!r}"),
             (
                 self.select_on in ("validation", "test"),
@@ -125,7 +113,7 @@ class Progress:
     """What a search reports as it goes; the CLI renders it with rich."""
 
     def search_started(self, total: int, done: int) -> None: ...
-    def topology_started(self, topology: Topology, index: int, total: int, epochs: int) -> None: ...
+    def topology_started(self, name: str, index: int, total: int, epochs: int) -> None: ...
     def epoch_ended(self, epoch: int, logs: dict[str, float]) -> None: ...
     def topology_ended(self, result: TopologyResult, skipped: bool) -> None: ...
 
@@ -168,7 +156,7 @@ class SearchRunner:
             loss="binary_crossentropy",
             metrics=[keras.metrics.BinaryAccuracy(name="accuracy")],
         )
-        self.progress.topology_started(topology, self.index, self.total, cfg.epochs)
+        self.progress.topology_started(topology.name, self.index, self.total, cfg.epochs)
         epoch_seconds: list[float] = []
         callbacks = [_epoch_callback(self.progress, epoch_seconds)]
         if cfg.patience:
@@ -367,26 +355,6 @@ def dataset_id(dataset: str | Path) -> str:
     return str(path.resolve()) if path.exists() else str(dataset)
 
 
-def start_run(config: SearchConfig, run_dir: Path) -> None:
-    """Save the config, or check it matches the one of the run being resumed."""
-    run = RunFolder(claim(run_dir, RunFolder.KIND))
-    path = run.config_path
-    if path.exists():
-        previous = read_json(path)
-        previous.pop("type", None)
-        differs = {
-            k: (previous.get(k), v) for k, v in config.to_dict().items() if previous.get(k) != v
-        }
-        if differs:
-            shown = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in differs.items())
-            raise ConfigError(
-                f"{run_dir} holds a run with other settings ({shown}); "
-                "resume with the same options or choose another --out"
-            )
-    else:
-        config.save(path)
-
-
 # The chief and workers of a distributed search share the run folder (a shared lock).
 @writes(
     "run_dir",
@@ -407,10 +375,8 @@ def run_search(
         config = dataclasses.replace(config, dataset=dataset_id(dataset))
     # The dataset first: a typo in its path must not leave a run folder behind.
     status("decoding the dataset")
-    data = prepare(
-        dataset, val_fraction=config.val_fraction, max_train=config.max_train, seed=config.seed
-    )
-    start_run(config, run_dir)
+    data = prepare(dataset, config)
+    RunFolder.start(run_dir, config)
     status(
         f"train {len(data.train):,} / validation {len(data.validation):,} / "
         f"test {len(data.test) if data.test else 0:,} images"

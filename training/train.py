@@ -22,8 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from cifake_hub.config import option
+from cifake_hub.degrade import random_degradation
+from cifake_hub.errors import ConfigError
+from cifake_hub.outputs import atomic_write_text, json_text, read_json, writes
 from cifake_hub.training.backend import import_keras
-from cifake_hub.training.data import TrainingData, prepare
+from cifake_hub.training.data import DataOptions, TrainingData, prepare
 from cifake_hub.training.recipes import (
     RECIPES,
     Recipe,
@@ -33,44 +38,24 @@ from cifake_hub.training.recipes import (
     inference_copy,
 )
 from cifake_hub.training.run_folder import RecipeResult, RunFolder, ScoredModel, TestResults
-from cifake_hub.training.search import Progress, dataset_id, evaluate, start_run
-
-from cifake_hub.config import Config, option
-from cifake_hub.degrade import random_degradation
-from cifake_hub.errors import ConfigError
-from cifake_hub.outputs import atomic_write_text, json_text, read_json, writes
+from cifake_hub.training.search import Progress, dataset_id, evaluate
 
 
 @dataclass(frozen=True)
-class TrainConfig(Config):
+class TrainConfig(DataOptions):
     """Settings of one recipe run; the recipe itself is saved with them (``recipe_data``)."""
 
-    recipe: str = option("robust", "training recipe", choices=tuple(sorted(RECIPES)))
+    recipe: str = option("robust", "training recipe", choices=lambda: sorted(RECIPES))
     epochs: int | None = option(None, "train this many epochs instead of the recipe's")
-    val_fraction: float = option(0.1, "share of train held out for validation (stratified)")
-    max_train: int | None = option(None, "use at most N rows of the train split (stratified)")
-    seed: int = option(1, "seed of the validation slice, the weights and the augmentation")
     # Set by run_training: where the data came from, and the recipe in full.
     dataset: str = option("", cli=False)
     recipe_data: dict[str, Any] | None = option(None, cli=False)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         get_recipe(self.recipe)
-        checks = [
-            (self.epochs is None or self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
-            (
-                0 < self.val_fraction < 1,
-                f"validation fraction must be in (0, 1), got {self.val_fraction}",
-            ),
-            (
-                self.max_train is None or self.max_train >= 20,
-                f"max train must be >= 20, got {self.max_train}",
-            ),
-            (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        if self.epochs is not None and self.epochs < 1:
+            raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
 
     @property
     def resolved(self) -> Recipe:
@@ -168,11 +153,8 @@ def run_training(
     recipe = config.resolved
     config = dataclasses.replace(config, recipe_data=recipe.to_dict())
     say("decoding the dataset")
-    data = prepare(
-        dataset, val_fraction=config.val_fraction, max_train=config.max_train, seed=config.seed
-    )
-    start_run(config, run_dir)
-    run = RunFolder(run_dir)
+    data = prepare(dataset, config)
+    run = RunFolder.start(run_dir, config)
     train, val = data.train, data.validation
     say(
         f"recipe {recipe.name}: train {len(train):,} / validation {len(val):,} / "
@@ -226,7 +208,7 @@ def _train(
         keras.utils.set_random_seed(config.seed)
         model = build_recipe_model(recipe)
         compile_recipe_model(model, recipe, len(train))
-    progress.topology_started(_Named(recipe.name), 1, 1, recipe.epochs)
+    progress.topology_started(recipe.name, 1, 1, recipe.epochs)
 
     if state.epochs_done < recipe.epochs:
         keras.utils.set_random_seed(config.seed + state.epochs_done)
@@ -264,13 +246,6 @@ def recipe_table() -> str:
         rows.append(f"| {key.replace('_', ' ')} | {' | '.join(values)} |")
     about = [f"- {n}: {RECIPES[n].description}" for n in names]
     return "\n".join(about + [""] + rows)
-
-
-class _Named:
-    """What ``Progress.topology_started`` shows: a name."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
 
 
 def _checkpoint_callback(run: RunFolder, state: TrainState, progress: Progress) -> Any:

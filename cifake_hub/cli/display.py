@@ -16,8 +16,8 @@ class EpochDisplay(Progress):
         self.bars = bars
         self.epochs = bars.add_task("epochs", total=None, info="")
 
-    def topology_started(self, topology: Any, index: int, total: int, epochs: int) -> None:
-        self.bars.reset(self.epochs, total=epochs, description=topology.name, info="")
+    def topology_started(self, name: str, index: int, total: int, epochs: int) -> None:
+        self.bars.reset(self.epochs, total=epochs, description=name, info="")
 
     def epoch_ended(self, epoch: int, logs: dict[str, float]) -> None:
         info = epoch_info(logs)

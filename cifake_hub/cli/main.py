@@ -5,10 +5,9 @@ libraries only when they run, so ``cifake --help`` answers at once."""
 from __future__ import annotations
 
 import argparse
-import errno
-import os
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from cifake_hub import __version__
 from cifake_hub.cli import (
@@ -27,9 +26,11 @@ from cifake_hub.cli import (
     zoo,
 )
 from cifake_hub.cli.options import summary
-from cifake_hub.errors import CifakeError
+from cifake_hub.cli.run import DEBUG_VARIABLE, run_command
 
-COMMANDS = (
+# A command is a module with NAME, register(subparsers) and (optionally) HELP; adding one is
+# register_command(module).
+COMMANDS = [
     demo,
     import_kaggle,
     build,
@@ -43,9 +44,12 @@ COMMANDS = (
     publish,
     predict,
     app,
-)
-DEBUG_VARIABLE = "CIFAKE_DEBUG"
-USER_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+]
+
+
+def register_command(module: ModuleType) -> ModuleType:
+    COMMANDS.append(module)
+    return module
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -66,31 +70,6 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                 module.NAME, help=getattr(module, "HELP", None) or summary(module.__doc__)
             )
     return parser
-
-
-def run_command(args: argparse.Namespace) -> int:
-    """Run a parsed command, turning known errors into one line on stderr and exit code 1."""
-    try:
-        return int(args.func(args) or 0)
-    except CifakeError as exc:
-        if os.environ.get(DEBUG_VARIABLE):
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except OSError as exc:
-        # The system refused a write (permissions, a read-only or full disk): the user's to
-        # fix, so one line; any other OSError is a bug and keeps its traceback.
-        if os.environ.get(DEBUG_VARIABLE) or exc.errno not in USER_ERRNOS:
-            raise
-        where = f" ({exc.filename})" if exc.filename else ""
-        print(
-            f"error: {exc.strerror}{where}; check the folder's permissions and free space",
-            file=sys.stderr,
-        )
-        return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

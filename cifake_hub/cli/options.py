@@ -76,6 +76,10 @@ def add_config_options(
             shown = f"{shown:.4g}" if isinstance(shown, float) else shown
             help_text += f" (default: {shown})"
         if meta["positional"]:
+            # Checked by the config (one error line, exit 1), so listed rather than enforced.
+            choices = _choices(meta["choices"])
+            if choices:
+                help_text += f" (one of: {', '.join(choices)})"
             parser.add_argument(f.name, type=kind, help=help_text, metavar=meta["metavar"])
             continue
         flag = meta["flag"] or "--" + f.name.replace("_", "-")
@@ -100,7 +104,7 @@ def add_config_options(
             type=kind,
             required=required,
             default=None if required else f.default,
-            choices=meta["choices"],
+            choices=_choices(meta["choices"]),
             metavar=meta["metavar"],
             help=help_text,
         )
@@ -133,3 +137,9 @@ def add_overwrite_option(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="replace a dataset cifake wrote in --out (never a folder it did not write)",
     )
+
+
+def _choices(declared: Any) -> tuple[str, ...] | None:
+    if declared is None:
+        return None
+    return tuple(declared() if callable(declared) else declared)

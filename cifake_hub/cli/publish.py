@@ -8,13 +8,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from cifake_hub.cli.options import add_config_options, config_from_args
+from cifake_hub.cli.run import run_command
 
 NAME = "publish"
 HELP = "publish the dataset (and a run's model) to the Hub, then verify them"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from cifake_hub.hub.publish import PublishConfig
+    from cifake_hub.hub.session import PublishConfig
 
     add_config_options(p, PublishConfig)
     p.add_argument(
@@ -38,13 +39,8 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from cifake_hub.hub.publish import (
-        PublishConfig,
-        configure_endpoint,
-        default_targets,
-        dry_run,
-        publish,
-    )
+    from cifake_hub.hub.publish import configure_endpoint, default_targets, dry_run, publish
+    from cifake_hub.hub.session import PublishConfig
     from cifake_hub.progress import console
 
     # Before anything imports huggingface_hub, which reads the endpoint once.
@@ -90,8 +86,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from cifake_hub.cli.main import run_command
-
     parser = argparse.ArgumentParser(prog="cifake-publish", description=HELP[0].upper() + HELP[1:])
     add_arguments(parser)
     return run_command(parser.parse_args(argv))

@@ -41,8 +41,8 @@ def run(args: argparse.Namespace) -> int:
         def search_started(self, total: int, done: int) -> None:
             bars.update(self.overall, total=total, completed=0)
 
-        def topology_started(self, topology: Any, index: int, total: int, epochs: int) -> None:
-            bars.update(self.overall, info=f"{index}/{total} {topology.name}")
+        def topology_started(self, name: str, index: int, total: int, epochs: int) -> None:
+            bars.update(self.overall, info=f"{index}/{total} {name}")
             bars.reset(self.epochs, total=epochs, info="")
 
         def epoch_ended(self, epoch: int, logs: dict[str, float]) -> None:

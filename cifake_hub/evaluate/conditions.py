@@ -91,62 +91,112 @@ class _NoiseDraws:
         return self._waiting.pop(std)
 
 
+@dataclass(frozen=True)
+class ConditionKind:
+    """A family of conditions with one number, ``NAME:VALUE`` (``jpeg:50``). Adding one is
+    one :func:`register_condition_kind` call; parsing, `cifake evaluate`, its report, the
+    card and the app's what-if tab take it from :data:`CONDITION_KINDS`."""
+
+    name: str  # before the colon
+    letter: str  # the number's letter in messages: jpeg:Q
+    axis: str  # what the number is, on a plot's axis
+    rule: str  # what the number must be, in words
+    valid: Callable[[float], bool]
+    define: Callable[[float, int], str]  # (number, seed) -> the definition in words
+    # (number, seed, the shared noise draws) -> the transform
+    make: Callable[[float, int, _NoiseDraws], Transform]
+    unchanged_at: float = 0.0  # the number at which the image would be unchanged (plots)
+
+
+CONDITION_KINDS: dict[str, ConditionKind] = {}
+
+
+def register_condition_kind(kind: ConditionKind) -> ConditionKind:
+    CONDITION_KINDS[kind.name] = kind
+    return kind
+
+
+register_condition_kind(
+    ConditionKind(
+        "jpeg",
+        "Q",
+        "quality",
+        "an integer in 1..100",
+        lambda n: n.is_integer() and 1 <= n <= 100,
+        lambda n, seed: (
+            f"Pillow JPEG round trip, quality={int(n)}, default tables, 4:2:0 subsampling"
+        ),
+        lambda n, seed, noise: lambda x, rows: jpeg_batch(x, int(n)),
+        unchanged_at=100.0,
+    )
+)
+register_condition_kind(
+    ConditionKind(
+        "blur",
+        "R",
+        "radius",
+        "in (0, 8]",
+        lambda n: 0 < n <= 8,
+        lambda n, seed: f"Pillow ImageFilter.GaussianBlur({n:g})",
+        lambda n, seed, noise: lambda x, rows: blur_batch(x, n),
+    )
+)
+register_condition_kind(
+    ConditionKind(
+        "resize",
+        "S",
+        "side (px)",
+        f"an integer in 1..{IMAGE_SIZE - 1}",
+        lambda n: n.is_integer() and 1 <= n < IMAGE_SIZE,
+        lambda n, seed: f"Pillow bilinear resize to {int(n)}x{int(n)} and back to 32x32",
+        lambda n, seed, noise: lambda x, rows: down_up_batch(x, int(n)),
+        unchanged_at=float(IMAGE_SIZE),
+    )
+)
+register_condition_kind(
+    ConditionKind(
+        "noise",
+        "S",
+        "std",
+        "in (0, 128]",
+        lambda n: 0 < n <= 128,
+        lambda n, seed: (
+            f"Gaussian noise, std {n:g} on the 0-255 scale, rounded and clipped; "
+            f"{n:g} x float32 standard normals of numpy.random.default_rng([{seed}, row])"
+        ),
+        lambda n, seed, noise: noise.transform(n),
+    )
+)
+
+
 def parse_condition(spec: str, seed: int = 0, noise: _NoiseDraws | None = None) -> Condition:
-    """``clean`` | ``jpeg:Q`` | ``blur:R`` | ``resize:S`` | ``noise:S`` -> a condition
-    (noise conditions of the same seed given the same ``noise`` share their draws)."""
-    kind, _, value = spec.partition(":")
-    if kind == "clean" and not value:
-        return Condition(spec, kind, None, "the decoded image, unchanged", lambda x, rows: x)
+    """``clean`` or ``KIND:VALUE`` of a registered kind (``jpeg:Q``, ``blur:R``,
+    ``resize:S``, ``noise:S``) -> a condition (noise conditions of the same seed given the
+    same ``noise`` share their draws)."""
+    name, _, value = spec.partition(":")
+    if name == "clean" and not value:
+        return Condition(spec, name, None, "the decoded image, unchanged", lambda x, rows: x)
+    kind = CONDITION_KINDS.get(name)
+    if kind is None:
+        known = ", ".join(f"{k.name}:{k.letter}" for k in CONDITION_KINDS.values())
+        raise ConfigError(
+            f"unknown condition {spec!r}; use clean, {known} or NAME=module:function in a "
+            "conditions file"
+        )
     try:
         number = float(value)
     except ValueError:
         number = float("nan")
-    checks = {
-        "jpeg": (number.is_integer() and 1 <= number <= 100, "Q an integer in 1..100"),
-        "blur": (0 < number <= 8, "R in (0, 8]"),
-        "resize": (number.is_integer() and 1 <= number < IMAGE_SIZE, "S an integer in 1..31"),
-        "noise": (0 < number <= 128, "S in (0, 128]"),
-    }
-    if kind not in checks:
+    if not kind.valid(number):
         raise ConfigError(
-            f"unknown condition {spec!r}; use clean, jpeg:Q, blur:R, resize:S, noise:S or "
-            "NAME=module:function in a conditions file"
-        )
-    ok, rule = checks[kind]
-    if not ok:
-        letter, what = rule.split(" ", 1)
-        raise ConfigError(f"condition {spec!r}: expected {kind}:{letter}, {letter} {what}")
-    if kind == "jpeg":
-        return Condition(
-            spec,
-            kind,
-            number,
-            f"Pillow JPEG round trip, quality={int(number)}, default tables, 4:2:0 subsampling",
-            lambda x, rows: jpeg_batch(x, int(number)),
-        )
-    if kind == "blur":
-        return Condition(
-            spec,
-            kind,
-            number,
-            f"Pillow ImageFilter.GaussianBlur({number:g})",
-            lambda x, rows: blur_batch(x, number),
-        )
-    if kind == "resize":
-        return Condition(
-            spec,
-            kind,
-            number,
-            f"Pillow bilinear resize to {int(number)}x{int(number)} and back to 32x32",
-            lambda x, rows: down_up_batch(x, int(number)),
+            f"condition {spec!r}: expected {name}:{kind.letter}, {kind.letter} {kind.rule}"
         )
     return Condition(
         spec,
-        kind,
+        name,
         number,
-        f"Gaussian noise, std {number:g} on the 0-255 scale, rounded and clipped; "
-        f"{number:g} x float32 standard normals of numpy.random.default_rng([{seed}, row])",
-        (noise or _NoiseDraws(seed)).transform(number),
+        kind.define(number, seed),
+        kind.make(number, seed, noise or _NoiseDraws(seed)),
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from cifake_hub.evaluate.conditions import CONDITION_KINDS
 from cifake_hub.plotting import pyplot, save_figure
 
 ROBUSTNESS = "robustness.png"
@@ -27,15 +28,16 @@ def robustness(report: dict[str, Any], path: Path) -> Path:
         points = sorted(
             (c["severity"], c["metrics"]) for c in conditions.values() if c["kind"] == kind
         )
-        # JPEG gets worse as quality falls: plot against quality, reversed.
-        xs = [100.0 if kind == "jpeg" else 0.0] + [s for s, _ in points]
+        registered = CONDITION_KINDS.get(kind)
+        unchanged = registered.unchanged_at if registered else 0.0
+        xs = [unchanged] + [s for s, _ in points]
         for metric, style in (("accuracy", "o-"), ("roc_auc", "s--")):
             ys = [clean[metric]] + [m[metric] for _, m in points]
             ax.plot(xs, [np.nan if v is None else v for v in ys], style, label=metric)
-        if kind == "jpeg":
-            ax.invert_xaxis()
+        if unchanged > max(xs[1:], default=unchanged):
+            ax.invert_xaxis()  # worse as the number falls (JPEG quality, side)
         ax.set_title(kind, fontsize=9)
-        ax.set_xlabel({"jpeg": "quality", "blur": "radius", "resize": "side (px)"}.get(kind, "std"))
+        ax.set_xlabel(registered.axis if registered else "severity")
         ax.set_ylim(0.4, 1.01)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("score")

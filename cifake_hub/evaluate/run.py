@@ -135,7 +135,7 @@ def evaluate_model(
     """Evaluate the detector ``model_spec`` (see the module docstring) into ``out`` (default:
     the run folder's ``evaluation/``)."""
     from cifake_hub.training.data import (
-        carve,
+        DataOptions,
         labels_and_classes,
         load_splits,
         stratified_subset,
@@ -169,13 +169,10 @@ def evaluate_model(
     held = None  # the run's validation slice of train: rows the model was not trained on
     if "train" in splits:
         tl, tc = labels_and_classes(splits["train"])
-        _, held = carve(
-            tl,
-            tc,
-            settings.get("val_fraction", 0.1),
-            settings.get("max_train"),
-            settings.get("seed", 1),
-        )
+        if run and run.exists():
+            held = run.validation_rows(tl, tc)
+        else:
+            _, held = DataOptions().carve(tl, tc)
     if config.split == "validation" and "validation" not in splits and held is not None:
         ds, pool_rows = splits["train"], held
     elif config.split in splits:
@@ -396,12 +393,12 @@ def per_generator(
 def calibrated_model(model: Any, temperature: float) -> Any:
     """``model`` with its logit divided by ``temperature`` inside it (so predict, Grad-CAM and
     every other consumer use the calibrated probability unchanged)."""
-    from cifake_hub.explain.gradcam import _flat_layers, _logit_layer
+    from cifake_hub.explain.gradcam import find_logit_layer, flat_layers
     from cifake_hub.training.backend import import_keras
 
     keras = import_keras()
-    layers = _flat_layers(model)
-    logit_layer, from_input = _logit_layer(layers)
+    layers = flat_layers(model)
+    head_layer, from_input = find_logit_layer(layers)
     if from_input:
         raise CifakeError(
             "calibrating needs the model's logit as its own layer (a Dense before a sigmoid "
@@ -412,8 +409,8 @@ def calibrated_model(model: Any, temperature: float) -> Any:
     if isinstance(model, keras.Sequential):
         # The same (trained) layer objects, one new path: a model reloaded from disk has no
         # usable symbolic outputs to branch from.
-        head = layers[: layers.index(logit_layer) + 1]
+        head = layers[: layers.index(head_layer) + 1]
         inputs = keras.Input(model.inputs[0].shape[1:], dtype=model.inputs[0].dtype, name="image")
         return keras.Sequential([inputs, *head, scale, sigmoid], name=f"{model.name}_calibrated")
-    logit = model.get_layer(logit_layer.name).output
+    logit = model.get_layer(head_layer.name).output
     return keras.Model(model.inputs, sigmoid(scale(logit)), name=f"{model.name}_calibrated")

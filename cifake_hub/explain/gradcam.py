@@ -50,7 +50,7 @@ def conv_layers(model: Any) -> list[str]:
     """Names of the model's layers with a 4-D output that are convolutions, in order."""
     return [
         str(layer.name)
-        for layer in _flat_layers(model)
+        for layer in flat_layers(model)
         if type(layer).__name__.startswith("Conv") and len(layer.output.shape) == 4
     ]
 
@@ -69,7 +69,7 @@ def resolve_layers(model: Any, spec: str | None) -> list[str]:
         return [last_conv_layer(model)]
     if spec == "all":
         return conv_layers(model) or [last_conv_layer(model)]
-    layers = {str(layer.name): layer for layer in _flat_layers(model)}
+    layers = {str(layer.name): layer for layer in flat_layers(model)}
     if spec in layers and len(layers[spec].output.shape) != 4:
         spatial = [n for n, layer in layers.items() if len(layer.output.shape) == 4]
         raise CifakeError(
@@ -160,7 +160,7 @@ def gradcam(
         raise CifakeError(f"images must be (N, H, W, C), got shape {images.shape}")
     layer = layer or last_conv_layer(model)
     forward = _forward(model, layer)
-    views = next(filter(None, (layer_views(lay.name) for lay in _flat_layers(model))), None)
+    views = next(filter(None, (layer_views(lay.name) for lay in flat_layers(model))), None)
     size = images.shape[1:3]
     maps, probs = [], []
     for start in range(0, len(images), batch_size):
@@ -201,7 +201,7 @@ def _signs(explain: str | np.ndarray, prob: np.ndarray, start: int, n: int) -> n
     return np.where(labels == 1, 1.0, -1.0)
 
 
-def _flat_layers(model: Any) -> list[Any]:
+def flat_layers(model: Any) -> list[Any]:
     return [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
 
 
@@ -212,40 +212,40 @@ def _forward(model: Any, layer_name: str) -> Any:
     logit with respect to the features."""
     import keras
 
-    layers = _flat_layers(model)
+    layers = flat_layers(model)
     names = [layer.name for layer in layers]
     if layer_name not in names:
         raise CifakeError(f"model has no layer {layer_name!r}; its layers are {names}")
-    logit_layer, logit_from_input = _logit_layer(layers)
+    head_layer, logit_from_input = find_logit_layer(layers)
 
     if isinstance(model, keras.Sequential):
 
         def run_layers(x: Any) -> tuple[Any, Any]:
             features = None
             for layer in layers:
-                if layer is logit_layer and logit_from_input:
+                if layer is head_layer and logit_from_input:
                     return features, _dense_logit(layer, x)
                 x = layer(x, training=False)
                 if layer.name == layer_name:
                     features = x
-                if layer is logit_layer:
+                if layer is head_layer:
                     break
             return features, x
 
         return run_layers
 
     target = model.get_layer(layer_name).output
-    pre = logit_layer.input if logit_from_input else logit_layer.output
+    pre = head_layer.input if logit_from_input else head_layer.output
     sub = keras.Model(model.inputs, [target, pre])
 
     def run_graph(x: Any) -> tuple[Any, Any]:
         features, out = sub(x, training=False)
-        return features, _dense_logit(logit_layer, out) if logit_from_input else out
+        return features, _dense_logit(head_layer, out) if logit_from_input else out
 
     return run_graph
 
 
-def _logit_layer(layers: list[Any]) -> tuple[Any, bool]:
+def find_logit_layer(layers: list[Any]) -> tuple[Any, bool]:
     """The layer whose output (or, for a sigmoid Dense, whose pre-activation) is the logit.
 
     Returns (layer, True) when the logit must be computed from the layer's input."""

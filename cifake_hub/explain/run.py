@@ -36,7 +36,7 @@ class ExplainConfig(Config):
         "layer to explain: a name, 'last' (the default) or 'all' (maps at the last "
         "convolution; ROAD compares every convolution)",
     )
-    method: str = option("gradcam", "map method", choices=tuple(METHODS))
+    method: str = option("gradcam", "map method", choices=lambda: tuple(METHODS))
     sanity: bool = option(True, "skip the cascading randomisation check", flag="--no-sanity")
     road: bool = option(True, "skip the ROAD faithfulness test", flag="--no-road")
     road_images: int = option(200, "images in the ROAD test (stratified, from the explained)")
@@ -70,7 +70,6 @@ def explain_run(run_dir: str | Path, config: ExplainConfig) -> GradcamSummary:
     from cifake_hub.explain.render import figure6, gallery
     from cifake_hub.training.backend import import_keras
     from cifake_hub.training.data import (
-        carve,
         labels_and_classes,
         load_splits,
         stratified_subset,
@@ -86,12 +85,9 @@ def explain_run(run_dir: str | Path, config: ExplainConfig) -> GradcamSummary:
     split = config.split or ("test" if "test" in splits else "validation")
     if split == "validation" and "validation" not in splits and "train" in splits:
         # The run's own validation slice of train: images the model was not trained on.
-        settings = run.config()
         ds = splits["train"]
         label, category = labels_and_classes(ds)
-        _, pool = carve(
-            label, category, settings["val_fraction"], settings["max_train"], settings["seed"]
-        )
+        pool = run.validation_rows(label, category)
     elif split in splits:
         ds = splits[split]
         label, category = labels_and_classes(ds)

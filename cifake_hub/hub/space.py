@@ -84,7 +84,9 @@ def build_wheel(out: Path) -> Path:
         for part in SOURCE_PARTS:
             item = root / part
             if item.is_dir():
-                shutil.copytree(item, src / part, ignore=shutil.ignore_patterns("__pycache__"))
+                shutil.copytree(
+                    item, src / part, symlinks=True, ignore=shutil.ignore_patterns("__pycache__")
+                )
             else:
                 shutil.copy2(item, src / part)
         proc = subprocess.run(

@@ -14,15 +14,13 @@ import json
 import shutil
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from cifake_hub.dataset_folder import DatasetFolder, set_dataset_yaml
+from cifake_hub.hub.session import PublishConfig, Session
 from cifake_hub.outputs import MARKER, portable_record, read_json
 from cifake_hub.training.run_folder import RunFolder
 from cifake_hub.zoo.folder import GeneratorFolder
-
-if TYPE_CHECKING:
-    from cifake_hub.hub.publish import PublishConfig, Session
 
 
 @dataclasses.dataclass
@@ -131,7 +129,7 @@ class Target:
                 ),
                 repo,
             )
-        head = session.head(self)
+        head = session.head(self.repo_id, self.repo_type)
         count = sum(1 for p in staged.rglob("*") if p.is_file())
         session.say(f"{repo}: uploading {count} files in one commit")
         commit = session.retrying(
@@ -230,7 +228,7 @@ class DatasetTarget(Target):
         session.say(
             f"{repo}: pushing {sum(len(t) for t in ds.values()):,} rows with datasets.push_to_hub"
         )
-        head = session.head(self)
+        head = session.head(self.repo_id, self.repo_type)
         data_commit = session.retrying(
             lambda: ds.push_to_hub(
                 repo,

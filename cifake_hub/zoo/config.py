@@ -14,7 +14,7 @@ PRESETS = ("default", "tiny")
 
 @dataclass(frozen=True)
 class ZooConfig(Config):
-    family: str = option(help=f"generator family: {', '.join(FAMILIES)}", positional=True)
+    family: str = option(help="generator family", positional=True, choices=lambda: tuple(FAMILIES))
     preset: str = option("default", "size: default (the measured one) or tiny (tests: seconds)",
                          choices=PRESETS)  # fmt: skip
     epochs: int | None = option(None, "epochs (default: the preset's)")
