@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def bare_loop(n: int, batch: int, steps: int) -> float:
     """Seconds for n images straight from the pipeline, one CPU generator per image."""
     import torch
+
     from cifake_hub.builders.generate import GeneratorConfig, load_pipeline
 
     pipe = load_pipeline(GeneratorConfig(model_id="tiny"), "cpu")

@@ -90,7 +90,6 @@ ARCHS = {"sd14": (512, 7.5), "sdxl": (1024, 5.0), "tiny": (64, 7.5), "tiny-sdxl"
 
 
 def build_sdxl(device: str, dtype: Any) -> Any:
-    from cifake_hub.builders.tiny_pipeline import _byte_vocab
     from diffusers import (
         AutoencoderKL,
         EulerAncestralDiscreteScheduler,
@@ -103,6 +102,8 @@ def build_sdxl(device: str, dtype: Any) -> Any:
         CLIPTextModelWithProjection,
         CLIPTokenizer,
     )
+
+    from cifake_hub.builders.tiny_pipeline import _byte_vocab
 
     vocab = _byte_vocab()
     tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
@@ -131,7 +132,6 @@ def build_tiny(arch: str, device: str, dtype: Any) -> Any:
 
 
 def build(device: str, dtype: Any) -> Any:
-    from cifake_hub.builders.tiny_pipeline import _byte_vocab
     from diffusers import (
         AutoencoderKL,
         EulerAncestralDiscreteScheduler,
@@ -139,6 +139,8 @@ def build(device: str, dtype: Any) -> Any:
         UNet2DConditionModel,
     )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    from cifake_hub.builders.tiny_pipeline import _byte_vocab
 
     vocab = _byte_vocab()
     pipe: Any = StableDiffusionPipeline(

@@ -50,10 +50,9 @@ def main() -> None:
     )
     args = ap.parse_args()
 
+    from cifake_hub.explain.gradcam import gradcam, last_conv_layer
     from cifake_hub.training.backend import import_keras
     from cifake_hub.training.topology import PAPER_FINAL, Topology, build_model
-
-    from cifake_hub.explain.gradcam import gradcam, last_conv_layer
 
     keras = import_keras()
     fresh = build_model(Topology.parse(PAPER_FINAL))  # keras-io's recipe needs a model not reloaded

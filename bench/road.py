@@ -25,12 +25,11 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1000)
     args = ap.parse_args()
 
+    from cifake_hub.explain import road as road_module
+    from cifake_hub.explain.gradcam import METHODS, gradcam
     from cifake_hub.training.data import carve, load_splits, stratified_subset, to_arrays
     from cifake_hub.training.models import load_model
     from cifake_hub.training.run_folder import RunFolder
-
-    from cifake_hub.explain import road as road_module
-    from cifake_hub.explain.gradcam import METHODS, gradcam
 
     run = RunFolder(args.run)
     settings = run.config()

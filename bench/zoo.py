@@ -75,8 +75,8 @@ print(json.dumps({"epoch_seconds": seconds}))
 
 def make_data(out: Path, n: int) -> None:
     import numpy as np
-    from cifake_hub.builders.folder import DatasetFolderWriter
 
+    from cifake_hub.builders.folder import DatasetFolderWriter
     from cifake_hub.images import encode_png
     from cifake_hub.schema import REAL, make_row
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import datasets
 import pyarrow.parquet as pq
+
 from cifake_hub.builders.encoding import RowFinisher
 from cifake_hub.builders.folder import DatasetFolderWriter
 from cifake_hub.builders.generate import GeneratorConfig, recorded_id
@@ -33,7 +34,6 @@ from cifake_hub.builders.units import (
     units,
     wait_for_units,
 )
-
 from cifake_hub.dataset_folder import DatasetFolder
 from cifake_hub.images import encode_png
 from cifake_hub.outputs import atomic_write_text, check_replaceable, claim, json_text, writes

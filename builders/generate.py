@@ -21,12 +21,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from cifake_hub.builders.prompts import prompt_for
 
+from cifake_hub.builders import tiny_pipeline
+from cifake_hub.builders.prompts import prompt_for
 from cifake_hub.config import Config, option
 from cifake_hub.errors import CifakeError, ConfigError
 from cifake_hub.images import encode_png, resize_to_final
@@ -168,24 +170,57 @@ _SPEC_SETTINGS: dict[str, tuple[str, Any]] = {
 
 @dataclass(frozen=True)
 class Family:
-    """How a family of pipelines is driven when the user does not say otherwise."""
+    """How a family of pipelines is driven when the user does not say otherwise. Adding one
+    is one :func:`register_family` call."""
 
     name: str
     steps: int
     guidance_scale: float
+    pipelines: tuple[str, ...] = ()  # the diffusers pipeline classes it drives, by name
+    # Its random-weight twin for offline tests and demos: (the --generator value, a builder).
+    tiny: tuple[str, Callable[[], Any]] | None = None
 
 
-# By pipeline class. SD 1.x/2.x keep the paper's settings; the others use their model
-# cards' usual values.
-FAMILIES = {
-    "StableDiffusionPipeline": Family("sd", 50, 7.5),
-    "StableDiffusionXLPipeline": Family("sdxl", 50, 5.0),
-    "PixArtAlphaPipeline": Family("pixart", 20, 4.5),
-    "PixArtSigmaPipeline": Family("pixart", 20, 4.5),
-    "StableDiffusion3Pipeline": Family("sd3", 28, 7.0),
-    "FluxPipeline": Family("flux", 28, 3.5),
-}
+FAMILIES: dict[str, Family] = {}
 OTHER_FAMILY = Family("other", 50, 7.5)
+
+
+def register_family(family: Family) -> Family:
+    FAMILIES[family.name] = family
+    if family.tiny is not None:
+        TINY_MODEL_IDS.setdefault(family.tiny[0], f"tiny-random-{family.name}")
+    return family
+
+
+def family_of(pipe: Any) -> Family:
+    kind = type(pipe).__name__
+    return next((f for f in FAMILIES.values() if kind in f.pipelines), OTHER_FAMILY)
+
+
+# SD 1.x/2.x keep the paper's settings; the others use their model cards' usual values.
+register_family(
+    Family("sd", 50, 7.5, ("StableDiffusionPipeline",), ("tiny", tiny_pipeline.build_tiny_pipeline))
+)
+register_family(
+    Family(
+        "sdxl",
+        50,
+        5.0,
+        ("StableDiffusionXLPipeline",),
+        ("tiny-sdxl", tiny_pipeline.build_tiny_sdxl_pipeline),
+    )
+)
+register_family(
+    Family(
+        "pixart",
+        20,
+        4.5,
+        ("PixArtAlphaPipeline", "PixArtSigmaPipeline"),
+        ("tiny-pixart", tiny_pipeline.build_tiny_pixart_pipeline),
+    )
+)
+register_family(Family("sd3", 28, 7.0, ("StableDiffusion3Pipeline",)))
+register_family(Family("flux", 28, 3.5, ("FluxPipeline",)))
 
 
 @dataclass(frozen=True)
@@ -204,7 +239,7 @@ def resolve_settings(config: GeneratorConfig, pipe: Any) -> Settings:
     """The family's policy for ``pipe``, with the user's values where given."""
     import inspect
 
-    family = FAMILIES.get(type(pipe).__name__, OTHER_FAMILY)
+    family = family_of(pipe)
     tiny = config.model_id in TINY_MODEL_IDS
     accepts = inspect.signature(pipe.__call__).parameters
     extra = []
@@ -276,15 +311,9 @@ def load_pipeline(config: GeneratorConfig, device: str) -> Any:
     import torch
     from diffusers import AutoPipelineForText2Image, EulerAncestralDiscreteScheduler
 
-    if config.model_id in TINY_MODEL_IDS:
-        from cifake_hub.builders import tiny_pipeline
-
-        build = {
-            "tiny": tiny_pipeline.build_tiny_pipeline,
-            "tiny-sdxl": tiny_pipeline.build_tiny_sdxl_pipeline,
-            "tiny-pixart": tiny_pipeline.build_tiny_pixart_pipeline,
-        }[config.model_id]
-        pipe = build()
+    tiny = {f.tiny[0]: f.tiny[1] for f in FAMILIES.values() if f.tiny is not None}
+    if config.model_id in tiny:
+        pipe = tiny[config.model_id]()
     else:
         dtype = torch.float16 if device.startswith("cuda") else torch.float32
         try:

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from cifake_hub.builders.encoding import Encoding
 
+from cifake_hub.builders.encoding import Encoding
 from cifake_hub.errors import ClassNameError, SourceError
 from cifake_hub.images import read_checked, read_regular
 from cifake_hub.outputs import printable

@@ -39,7 +39,6 @@ from cifake_hub.builders.generate import (
 from cifake_hub.builders.imported import ImportedSpec
 from cifake_hub.builders.sources import DEFAULT_REAL_SOURCE
 from cifake_hub.builders.zoo_generator import RealRows, open_generator
-
 from cifake_hub.config import Config, option
 from cifake_hub.dataset_folder import DatasetFolder
 from cifake_hub.errors import CifakeError, ConfigError

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from cifake_hub.builders.generate import (
     FakeImageGenerator,
     Generated,
@@ -24,7 +25,6 @@ from cifake_hub.builders.generate import (
     Settings,
     image_seed,
 )
-
 from cifake_hub.errors import ConfigError
 from cifake_hub.images import encode_png, read_rgb, resize_to_final
 from cifake_hub.schema import CLASS_NAMES, FAKE, make_row

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
-from cifake_hub.config import check_repo_id
+from cifake_hub.config import Config, check_repo_id, option
 
 TEMPLATES = Path(__file__).parent
 
@@ -70,3 +71,29 @@ def check_repo_ids(**repo_ids: str | None) -> None:
     for name, value in repo_ids.items():
         if value is not None:
             check_repo_id(f"--{name.replace('_', '-')}", value)
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetCardConfig(Config):
+    """`cifake card dataset`: what the dataset card links to and is called."""
+
+    dir: str = option(help="dataset folder", positional=True)
+    repo_id: str | None = option(None, "the dataset's Hub repo id, for the loading example")
+    model_repo: str | None = option(None, "a model repo to link to")
+    pretty_name: str = option("CIFAKE", "the card's title")
+
+    def __post_init__(self) -> None:
+        check_repo_ids(repo_id=self.repo_id, model_repo=self.model_repo)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelCardConfig(Config):
+    """`cifake card model`: what the model card links to."""
+
+    run_dir: str = option(help="run folder made by `cifake search` or `cifake train`",
+                          positional=True)  # fmt: skip
+    repo_id: str | None = option(None, "the model's Hub repo id, for the usage example")
+    dataset_repo: str | None = option(None, "the dataset's Hub repo id, to link to")
+
+    def __post_init__(self) -> None:
+        check_repo_ids(repo_id=self.repo_id, dataset_repo=self.dataset_repo)

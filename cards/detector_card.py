@@ -10,12 +10,11 @@ from typing import Any
 
 from cifake_hub.cards.common import TEMPLATES, fmt_int, fmt_pct
 from cifake_hub.cards.model_card import evaluation_summary
-from cifake_hub.training.models import load_model
-from cifake_hub.training.run_folder import RecipeResult, RunFolder
-
 from cifake_hub.errors import CifakeError
 from cifake_hub.outputs import atomic_write_text, portable_record, read_json
 from cifake_hub.shipped import DEFAULT_DETECTOR, DETECTORS, shipped_folder
+from cifake_hub.training.models import load_model
+from cifake_hub.training.run_folder import RecipeResult, RunFolder
 
 TEMPLATE = TEMPLATES / "detector_card.md.j2"
 SHIPPED_DATASET = "cifake"  # what `cifake import-kaggle cifake-train.zip --out cifake` makes

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from cifake_hub.cards.common import TEMPLATES, check_repo_ids
-
 from cifake_hub.outputs import atomic_write_text, record_file, writes
 from cifake_hub.schema import CLASS_NAMES
 from cifake_hub.zoo import quality as quality_module

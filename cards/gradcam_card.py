@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from cifake_hub.cards.common import TEMPLATES, fmt_change, fmt_interval
-from cifake_hub.training.run_folder import GradcamSummary, RunFolder
-
 from cifake_hub.errors import CifakeError
 from cifake_hub.outputs import atomic_write_text, record_file, writes
+from cifake_hub.training.run_folder import GradcamSummary, RunFolder
 
 TEMPLATE = TEMPLATES / "gradcam_card.md.j2"
 CARD = "README.md"

@@ -17,10 +17,9 @@ from cifake_hub.cards.common import (
 )
 from cifake_hub.cards.gradcam_card import METHOD_NAMES, write_gradcam_card
 from cifake_hub.cards.study_card import study_table
+from cifake_hub.outputs import atomic_write_text, read_json, writes
 from cifake_hub.training.run_folder import RecipeResult, RunFolder
 from cifake_hub.training.topology import Topology
-
-from cifake_hub.outputs import atomic_write_text, read_json, writes
 
 TEMPLATE = TEMPLATES / "model_card.md.j2"
 CARD_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")

@@ -162,7 +162,6 @@ def make_cifake_folder(
 ) -> Path:
     """A small CIFAKE dataset folder (PNG images, both labels, all classes, both splits)."""
     from cifake_hub.builders.folder import DatasetFolderWriter
-
     from cifake_hub.schema import make_row
 
     rng = np.random.default_rng(seed)
@@ -220,11 +219,10 @@ def make_fixture_run(run_dir: Path) -> Path:
     stage 2, test results and a Grad-CAM summary. For card tests against a reviewed file."""
     import json
 
+    from cifake_hub.outputs import claim
     from cifake_hub.training.report import write_tables
     from cifake_hub.training.run_folder import RunFolder, ScoredModel, TestResults, best_of
     from cifake_hub.training.search import SearchConfig
-
-    from cifake_hub.outputs import claim
 
     run = RunFolder(claim(run_dir, RunFolder.KIND))
     SearchConfig(epochs=5, dataset="user/cifake").save(run.config_path)

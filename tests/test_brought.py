@@ -12,9 +12,9 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pytest
-from cifake_hub.builders.imported import ImportedSpec
 from PIL import Image
 
+from cifake_hub.builders.imported import ImportedSpec
 from cifake_hub.errors import ClassNameError, SourceError
 from cifake_hub.images import jpeg_quality
 from tests import factories
@@ -255,6 +255,7 @@ def test_study_and_evaluate_on_brought_sources(brought, tmp_path):
 def test_parquet_source_with_split_and_class_columns(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
+
     from cifake_hub.builders.imported import read_source
 
     rng = np.random.default_rng(5)
@@ -290,6 +291,7 @@ def test_parquet_source_with_split_and_class_columns(tmp_path):
 def test_parquet_rows_pointing_nowhere_or_with_odd_classes(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
+
     from cifake_hub.builders.imported import read_source
 
     gone = str(tmp_path / "gone.png")

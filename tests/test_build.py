@@ -11,9 +11,9 @@ from pathlib import Path
 
 import datasets
 import pytest
+
 from cifake_hub.builders.prompts import prompt_for
 from cifake_hub.builders.units import BuildConfig, units
-
 from cifake_hub.dataset_folder import DatasetFolder
 from cifake_hub.errors import ConfigError
 from tests import factories

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import datasets
 import yaml
+from huggingface_hub import DatasetCard, ModelCard
+
 from cifake_hub.builders.kaggle import ImportConfig, import_kaggle
 from cifake_hub.cards.dataset_card import render_dataset_card
 from cifake_hub.cards.model_card import render_model_card
-from huggingface_hub import DatasetCard, ModelCard
-
 from cifake_hub.cli.main import main
 from cifake_hub.images import jpeg_quality
 from cifake_hub.schema import CLASS_NAMES
@@ -116,7 +116,6 @@ def test_dataset_card_parses_keeps_loading_yaml_and_counts(kaggle_zip, tmp_path)
 
 def test_dataset_card_states_encoding_bias(tmp_path):
     from cifake_hub.builders.folder import DatasetFolderWriter
-
     from cifake_hub.schema import make_row
 
     rng = factories.np.random.default_rng(0)

@@ -181,7 +181,6 @@ def _dataset_with_leaks_and_two_generators(out, rng):
     """Train/test rows; 3 test FAKE rows are pixel copies of train rows; FAKE test rows come
     from two generators."""
     from cifake_hub.builders.folder import DatasetFolderWriter
-
     from cifake_hub.schema import make_row
 
     train_pngs = []
@@ -204,10 +203,9 @@ def _dataset_with_leaks_and_two_generators(out, rng):
 
 
 def test_evaluate_end_to_end(small_run, tmp_path):
+    from cifake_hub.evaluate.run import EvaluateConfig, evaluate_model
     from cifake_hub.training.backend import import_keras
     from cifake_hub.training.run_folder import RunFolder
-
-    from cifake_hub.evaluate.run import EvaluateConfig, evaluate_model
 
     data = _dataset_with_leaks_and_two_generators(tmp_path / "ds", np.random.default_rng(5))
     run = tmp_path / "run"
@@ -246,7 +244,6 @@ def test_evaluate_end_to_end(small_run, tmp_path):
 
 def test_model_card_and_publish_carry_the_evaluation(small_cifake, small_run, tmp_path):
     from cifake_hub.cards.model_card import render_model_card
-
     from cifake_hub.evaluate.run import EvaluateConfig, evaluate_model
     from cifake_hub.hub.publish import PublishConfig, dry_run
 

@@ -4,6 +4,8 @@ import io
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from cifake_hub.builders.generate import (
     FakeImageGenerator,
     GeneratorConfig,
@@ -11,8 +13,6 @@ from cifake_hub.builders.generate import (
     image_seed,
 )
 from cifake_hub.builders.prompts import prompt_for
-from PIL import Image
-
 from cifake_hub.errors import CifakeError, ConfigError
 from cifake_hub.images import resize_to_final
 from cifake_hub.schema import TINY_MODEL_ID, TINY_MODEL_IDS

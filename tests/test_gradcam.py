@@ -4,6 +4,11 @@ import dataclasses
 
 import numpy as np
 import pytest
+
+from cifake_hub.errors import CifakeError
+from cifake_hub.explain.gradcam import gradcam, last_conv_layer
+from cifake_hub.explain.render import figure6, overlay
+from cifake_hub.schema import CLASS_NAMES
 from cifake_hub.training.backend import import_keras
 from cifake_hub.training.recipes import (
     RECIPES,
@@ -13,11 +18,6 @@ from cifake_hub.training.recipes import (
     inference_copy,
     undo_view,
 )
-
-from cifake_hub.errors import CifakeError
-from cifake_hub.explain.gradcam import gradcam, last_conv_layer
-from cifake_hub.explain.render import figure6, overlay
-from cifake_hub.schema import CLASS_NAMES
 
 SQUARE = 8
 

@@ -218,7 +218,6 @@ def test_search_bad_datasets_are_one_line(small_cifake, tmp_path):
     assert "Traceback" not in res.stderr
 
     from cifake_hub.builders.folder import DatasetFolderWriter
-
     from cifake_hub.schema import make_row
 
     rng = np.random.default_rng(0)
@@ -270,7 +269,6 @@ def test_json_outputs_are_standard():
 
 def test_folder_source_with_a_dangling_link_is_one_error(tmp_path):
     from cifake_hub.builders.sources import parse_source
-
     from cifake_hub.errors import SourceError
 
     cls = tmp_path / "train" / "cat"

@@ -8,6 +8,7 @@ from collections import Counter
 
 import datasets
 import pytest
+
 from cifake_hub.builders.kaggle import (
     KAGGLE_GENERATORS,
     ImportConfig,
@@ -15,7 +16,6 @@ from cifake_hub.builders.kaggle import (
     parse_file_name,
     scan,
 )
-
 from cifake_hub.cli.main import main
 from cifake_hub.dataset_folder import DatasetFolder
 from cifake_hub.errors import FileNameError, InvalidImageError, SourceError

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import datasets
 import pytest
-from cifake_hub.builders.kaggle import ImportConfig, import_kaggle
 
+from cifake_hub.builders.kaggle import ImportConfig, import_kaggle
 from cifake_hub.dataset_folder import DatasetFolder
 from cifake_hub.errors import OutputFolderError
 from cifake_hub.outputs import MARKER, Replacement, claim, read_marker

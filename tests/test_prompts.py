@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import pytest
-from cifake_hub.builders.prompts import TABLE_1, article, prompt_counts, prompt_for
 
+from cifake_hub.builders.prompts import TABLE_1, article, prompt_counts, prompt_for
 from cifake_hub.schema import CLASS_NAMES, category_index
 
 PAPER_MODIFIERS = {  # Table 1 of the paper, verbatim

@@ -27,9 +27,8 @@ MODEL_REPO = "tester/cifake-cnn"
 @pytest.fixture(scope="module")
 def published_run(small_cifake, tmp_path_factory):
     """A 1-epoch search run on the small dataset, explained with Grad-CAM."""
-    from cifake_hub.training.search import SearchConfig, run_search
-
     from cifake_hub.explain.run import ExplainConfig, explain_run
+    from cifake_hub.training.search import SearchConfig, run_search
 
     run_dir = tmp_path_factory.mktemp("publish") / "run"
     config = SearchConfig(topology="conv=16x1,dense=32x1", epochs=1, batch_size=32, patience=0)

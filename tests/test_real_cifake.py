@@ -11,6 +11,7 @@ from pathlib import Path
 
 import datasets
 import pytest
+
 from cifake_hub.builders.kaggle import ImportConfig, import_kaggle
 
 REAL_ZIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifake-train.zip"

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import datasets
 import pytest
-from cifake_hub.builders.folder import DatasetFolderWriter
 from huggingface_hub import DatasetCard
 
+from cifake_hub.builders.folder import DatasetFolderWriter
 from cifake_hub.errors import ClassNameError, DatasetFolderError
 from cifake_hub.schema import CLASS_NAMES, FAKE, REAL, category_index, features, make_row
 from tests import factories

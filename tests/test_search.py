@@ -4,13 +4,13 @@ import json
 
 import numpy as np
 import pytest
-from cifake_hub.training.run_folder import RunFolder
-from cifake_hub.training.search import Progress, SearchConfig, run_search
-from cifake_hub.training.topology import Topology, stage1
 
 from cifake_hub.cli.main import main
 from cifake_hub.errors import CifakeError, ConfigError
 from cifake_hub.outputs import claim
+from cifake_hub.training.run_folder import RunFolder
+from cifake_hub.training.search import Progress, SearchConfig, run_search
+from cifake_hub.training.topology import Topology, stage1
 
 FAST = dict(epochs=1, batch_size=32, patience=0)
 

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cifake_hub.training.models import resolve_model
-from cifake_hub.training.run_folder import RunFolder
 
 import cifake_hub
 from cifake_hub.cli.main import main
 from cifake_hub.shipped import DEFAULT_DETECTOR, DETECTORS, shipped_folder
+from cifake_hub.training.models import resolve_model
+from cifake_hub.training.run_folder import RunFolder
 from tests import factories
 
 ROOT = Path(__file__).resolve().parents[1]

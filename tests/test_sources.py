@@ -5,9 +5,9 @@ import io
 import datasets
 import numpy as np
 import pytest
-from cifake_hub.builders.sources import CifarTarSource, FolderSource, HubSource, parse_source
 from PIL import Image
 
+from cifake_hub.builders.sources import CifarTarSource, FolderSource, HubSource, parse_source
 from cifake_hub.errors import ClassNameError, InvalidImageError, SourceError
 from cifake_hub.schema import CLASS_NAMES, REAL
 from tests import factories

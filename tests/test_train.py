@@ -7,6 +7,9 @@ import json
 
 import numpy as np
 import pytest
+
+from cifake_hub.cli.main import main
+from cifake_hub.errors import ConfigError
 from cifake_hub.training.backend import import_keras
 from cifake_hub.training.recipes import (
     RECIPES,
@@ -17,9 +20,6 @@ from cifake_hub.training.recipes import (
 from cifake_hub.training.run_folder import RunFolder
 from cifake_hub.training.search import Progress
 from cifake_hub.training.train import TrainConfig, degraded_batches, run_training
-
-from cifake_hub.cli.main import main
-from cifake_hub.errors import ConfigError
 
 
 class StopAfter(Progress):

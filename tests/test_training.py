@@ -2,13 +2,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn import metrics as skm
+
+from cifake_hub.errors import ConfigError
 from cifake_hub.training.data import stratified_split, stratified_subset
 from cifake_hub.training.metrics import binary_metrics
 from cifake_hub.training.report import TABLES, table_markdown, table_values
 from cifake_hub.training.topology import PAPER_FINAL, Topology, build_model, stage1, stage2
-from sklearn import metrics as skm
-
-from cifake_hub.errors import ConfigError
 from tests import factories
 
 
@@ -129,9 +129,9 @@ def test_table_layout_is_the_papers():
 
 def test_wrong_size_image_in_a_table_is_one_clear_error():
     import datasets
-    from cifake_hub.training.data import to_arrays
 
     from cifake_hub.errors import InvalidImageError
+    from cifake_hub.training.data import to_arrays
     from tests import factories
 
     rng = np.random.default_rng(0)

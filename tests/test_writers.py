@@ -255,8 +255,9 @@ def test_import_counts_a_fifo_named_like_an_image(tmp_path):
 
 
 def test_brought_folder_accounts_for_every_entry(tmp_path):
-    from cifake_hub.builders.imported import ImportedSpec, read_source
     from PIL import Image
+
+    from cifake_hub.builders.imported import ImportedSpec, read_source
 
     folder = tmp_path / "mine" / "train" / "cat"
     folder.mkdir(parents=True)
@@ -391,8 +392,9 @@ def test_non_utf8_file_names_are_rows_not_tracebacks(small_run, tmp_path, suffix
 
 
 def test_non_utf8_names_in_a_brought_folder_are_kept(tmp_path):
-    from cifake_hub.builders.imported import ImportedSpec, read_source
     from PIL import Image
+
+    from cifake_hub.builders.imported import ImportedSpec, read_source
 
     folder = tmp_path / "mine" / "train" / "cat"
     folder.mkdir(parents=True)
@@ -408,7 +410,6 @@ def test_non_utf8_names_in_a_brought_folder_are_kept(tmp_path):
 def sample_folder(tmp_path_factory):
     """The embedded sample as a dataset folder: Kaggle CIFAKE train images."""
     from cifake_hub.builders.kaggle import ImportConfig, import_kaggle
-
     from cifake_hub.shipped import SAMPLE
 
     out = tmp_path_factory.mktemp("sample") / "ds"
@@ -457,9 +458,8 @@ def test_predict_says_when_images_are_training_rows(tmp_path, capsys):
 
 
 def test_overlap_counts_the_sample_rows_a_shipped_detector_trained_on(sample_folder):
-    from cifake_hub.training.leakage import overlap
-
     from cifake_hub.shipped import shipped_folder
+    from cifake_hub.training.leakage import overlap
 
     seen, rows = overlap(shipped_folder("robust"), sample_folder, "test")
     assert rows == 500 and 400 < seen < 500  # less the validation slice the run held out
@@ -505,9 +505,8 @@ def test_user_conditions_that_fail_are_one_line(small_run, small_cifake, tmp_pat
 def test_a_cam_layer_without_a_feature_map_is_one_line(small_run, tmp_path, capsys):
     import shutil
 
-    from cifake_hub.training.models import load_model, resolve_model
-
     from cifake_hub.cli.main import main
+    from cifake_hub.training.models import load_model, resolve_model
 
     model = load_model(resolve_model(small_run))
     flat = next(layer.name for layer in model.layers if len(layer.output.shape) == 2)
@@ -557,9 +556,8 @@ def test_a_zip_member_of_gigabytes_is_refused_by_its_declared_size(tmp_path):
 def test_a_finished_run_is_marked_complete_and_a_resume_unmarks_it(small_run, tmp_path):
     import shutil
 
-    from cifake_hub.training.run_folder import RunFolder
-
     from cifake_hub.outputs import read_marker, writes
+    from cifake_hub.training.run_folder import RunFolder
 
     marker = read_marker(small_run)
     assert marker["complete"] is True and RunFolder.MODEL in marker["files"]

@@ -81,7 +81,6 @@ def test_generators_learn_from_real_rows_only(tmp_path):
     """A dataset whose REAL rows are black and FAKE rows white: a VAE trained long enough on
     it makes dark images, so it never saw a FAKE row."""
     from cifake_hub.builders.folder import DatasetFolderWriter
-
     from cifake_hub.schema import make_row
     from cifake_hub.zoo.sample import ZooGenerator
 
@@ -163,7 +162,6 @@ def test_bad_inputs_are_one_line(zoo, small_cifake, tmp_path):
                    "gan9")  # fmt: skip
     # A dataset without REAL rows.
     from cifake_hub.builders.folder import DatasetFolderWriter
-
     from cifake_hub.schema import make_row
 
     fakes = tmp_path / "fakes"
@@ -267,7 +265,6 @@ def test_build_with_zoo_generators_and_aligned_twins(zoo, cifar_tar, tmp_path):
 def test_aligned_twins_are_close_to_their_real_rows(zoo, small_cifake):
     """A DDPM twin at a small t stays near its REAL image; at a large t it does not."""
     from cifake_hub.training.data import load_splits, to_arrays
-
     from cifake_hub.zoo.sample import ZooGenerator
 
     gen = ZooGenerator(zoo / "ddpm")

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+
 from cifake_hub.training.run_folder import RunFolder
 
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cifake_hub.training.backend import import_keras
-from cifake_hub.training.run_folder import RunFolder
-
 from cifake_hub.errors import CifakeError
 from cifake_hub.outputs import claim, writes
 from cifake_hub.shipped import DETECTORS, shipped_folder
+from cifake_hub.training.backend import import_keras
+from cifake_hub.training.run_folder import RunFolder
 
 
 def resolve_model(spec: str | Path) -> Path:

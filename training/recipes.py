@@ -18,10 +18,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from cifake_hub.training.backend import import_keras
-
 from cifake_hub.errors import ConfigError
 from cifake_hub.schema import IMAGE_SIZE
+from cifake_hub.training.backend import import_keras
 
 
 @dataclass(frozen=True)

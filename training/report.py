@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from cifake_hub.plotting import annotated_heatmap, pyplot, save_figure
 from cifake_hub.training.metrics import binary_metrics
 from cifake_hub.training.run_folder import RunFolder, TopologyResult
 from cifake_hub.training.topology import CONV_FILTERS, CONV_LAYERS, DENSE_LAYERS, DENSE_UNITS
-
-from cifake_hub.plotting import annotated_heatmap, pyplot, save_figure
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,16 @@
 """Check a publish from a fresh process: ``python -m cifake_hub.hub.check SPEC.json``.
 
-Run by `cifake_hub.publish.verify` with an empty Hub and datasets cache, so everything is
+Run by `cifake_hub.hub.publish.verify` with an empty Hub and datasets cache, so everything is
 downloaded again: the dataset through ``load_dataset(repo_id)`` and the model repo through
 ``snapshot_download``. Prints one JSON line with what was compared and any problems.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -136,12 +138,13 @@ def check_space(spec: dict[str, Any], local: Any) -> dict[str, Any]:
     return {"files": len(got), "images_predicted": 1, "problems": problems}
 
 
-CHECKS = {
-    "dataset": check_dataset,
-    "model": check_model,
-    "generator": check_generator,
-    "space": check_space,
-}
+def run_check(spec: dict[str, Any], local: Any) -> dict[str, Any]:
+    """The check a target named (``module:function``), run on its spec."""
+    module, _, name = spec["check"].partition(":")
+    check: Callable[[dict[str, Any], Any], dict[str, Any]] = getattr(
+        importlib.import_module(module), name
+    )
+    return check(spec, local)
 
 
 def main(argv: list[str]) -> int:
@@ -149,7 +152,7 @@ def main(argv: list[str]) -> int:
 
     spec = read_json(Path(argv[0]))
     local = datasets.load_dataset(spec["dataset"]) if spec["dataset"] else None
-    result = {t["kind"]: CHECKS[t["kind"]](t, local) for t in spec["targets"]}
+    result = {t["kind"]: run_check(t, local) for t in spec["targets"]}
     print(json.dumps(result))
     return 0
 

@@ -24,35 +24,17 @@ from typing import Any
 
 from cifake_hub.errors import CifakeError
 from cifake_hub.hub.session import PublishConfig, Session, check_endpoint, check_url
-from cifake_hub.hub.targets import (
-    DatasetTarget,
-    GeneratorTarget,
-    ModelTarget,
-    Pushed,
-    SpaceTarget,
-    Target,
-    tree,
-)
+from cifake_hub.hub.targets import TARGETS, Pushed, Target, tree
 from cifake_hub.outputs import Replacement
-from cifake_hub.training.models import resolve_run
 
 PUBLISH_CONFIG = "publish_config.json"
 PUBLISH_TREE_KIND = "publish-tree"
 
 
 def default_targets(cfg: PublishConfig) -> list[Target]:
-    """The dataset, the model when a run is given, the generator when one is given, the
-    Space when asked for."""
-    targets: list[Target] = []
-    if cfg.dataset_repo is not None:
-        targets.append(DatasetTarget(cfg, cfg.dataset_repo))
-    if cfg.run is not None and cfg.model_repo is not None:
-        targets.append(ModelTarget(cfg, cfg.model_repo, resolve_run(cfg.run)))
-    if cfg.generator is not None and cfg.generator_repo is not None:
-        targets.append(GeneratorTarget(cfg, cfg.generator_repo, cfg.generator))
-    if cfg.space_repo is not None and cfg.model_repo is not None and cfg.run is not None:
-        targets.append(SpaceTarget(cfg, cfg.space_repo, cfg.model_repo, resolve_run(cfg.run)))
-    return targets
+    """Every registered target the options ask for: the dataset, the model when a run is
+    given, the generator when one is given, the Space when asked for (:data:`TARGETS`)."""
+    return [t for cls in TARGETS if (t := cls.from_config(cfg)) is not None]
 
 
 def configure_endpoint(endpoint: str | None) -> None:
@@ -130,7 +112,10 @@ def dry_run(
 
 def verify(cfg: PublishConfig, targets: Sequence[Target]) -> dict[str, Any]:
     """Load what landed from a fresh process with an empty cache and compare it."""
-    spec = {"dataset": cfg.dataset, "targets": [t.check_spec() for t in targets]}
+    spec = {
+        "dataset": cfg.dataset,
+        "targets": [{**t.check_spec(), "check": t.check} for t in targets],
+    }
     with tempfile.TemporaryDirectory(prefix="cifake-verify-") as cache:
         spec_file = Path(cache) / "spec.json"
         spec_file.write_text(json.dumps(spec))

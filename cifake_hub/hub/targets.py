@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from cifake_hub.dataset_folder import DatasetFolder, set_dataset_yaml
 from cifake_hub.hub.session import PublishConfig, Session
 from cifake_hub.outputs import MARKER, portable_record, read_json
+from cifake_hub.training.models import resolve_run
 from cifake_hub.training.run_folder import RunFolder
 from cifake_hub.zoo.folder import GeneratorFolder
 
@@ -69,12 +70,16 @@ def load_local(folder: str | Path) -> Any:
 
 
 class Target:
-    """One repo of a publish. Subclasses set ``kind``, ``repo_type`` and ``steps`` and
-    implement :meth:`stage`, :meth:`push`, :meth:`check_spec` and :meth:`verified`."""
+    """One repo of a publish. Subclasses set ``kind``, ``repo_type``, ``steps`` and ``check``
+    and implement :meth:`from_config`, :meth:`stage`, :meth:`push`, :meth:`check_spec` and
+    :meth:`verified`; :func:`register_target` adds one to every publish it applies to."""
 
     kind: ClassVar[str]
     repo_type: ClassVar[str]  # "dataset", "model" or "space", as huggingface_hub says
     steps: ClassVar[tuple[str, ...]]  # the commits a push makes, in order
+    # "module:function" of the fresh-process check, (spec, local dataset) -> its result with
+    # a "problems" list (imported by name there: cifake_hub.hub.check runs it)
+    check: ClassVar[str]
     staged: Path | None = None  # where stage() last wrote the repo's files
 
     def __init__(self, cfg: PublishConfig, repo_id: str):
@@ -83,6 +88,11 @@ class Target:
         self.pushed = Pushed(
             self.kind, repo_id, f"{cfg.hub}/{prefix}{repo_id}", cfg.revision or "main"
         )
+
+    @classmethod
+    def from_config(cls, cfg: PublishConfig) -> Target | None:
+        """This target for a publish with ``cfg`` (None: the options do not ask for it)."""
+        raise NotImplementedError
 
     def stage(self, out: Path) -> None:
         """Write the repo's files into ``out``."""
@@ -161,6 +171,11 @@ class DatasetTarget(Target):
     kind = "dataset"
     repo_type = "dataset"
     steps = ("data", "card")
+    check = "cifake_hub.hub.check:check_dataset"
+
+    @classmethod
+    def from_config(cls, cfg: PublishConfig) -> Target | None:
+        return None if cfg.dataset_repo is None else cls(cfg, cfg.dataset_repo)
 
     def __init__(self, cfg: PublishConfig, repo_id: str):
         super().__init__(cfg, repo_id)
@@ -277,6 +292,13 @@ class ModelTarget(Target):
     kind = "model"
     repo_type = "model"
     steps = ("model",)
+    check = "cifake_hub.hub.check:check_model"
+
+    @classmethod
+    def from_config(cls, cfg: PublishConfig) -> Target | None:
+        if cfg.run is None or cfg.model_repo is None:
+            return None
+        return cls(cfg, cfg.model_repo, resolve_run(cfg.run))
 
     def __init__(self, cfg: PublishConfig, repo_id: str, run: str | Path):
         super().__init__(cfg, repo_id)
@@ -349,6 +371,13 @@ class GeneratorTarget(Target):
     kind = "generator"
     repo_type = "model"
     steps = ("generator",)
+    check = "cifake_hub.hub.check:check_generator"
+
+    @classmethod
+    def from_config(cls, cfg: PublishConfig) -> Target | None:
+        if cfg.generator is None or cfg.generator_repo is None:
+            return None
+        return cls(cfg, cfg.generator_repo, cfg.generator)
 
     def __init__(self, cfg: PublishConfig, repo_id: str, folder: str | Path):
         super().__init__(cfg, repo_id)
@@ -393,6 +422,13 @@ class SpaceTarget(Target):
     kind = "space"
     repo_type = "space"
     steps = ("space",)
+    check = "cifake_hub.hub.check:check_space"
+
+    @classmethod
+    def from_config(cls, cfg: PublishConfig) -> Target | None:
+        if cfg.space_repo is None or cfg.model_repo is None or cfg.run is None:
+            return None
+        return cls(cfg, cfg.space_repo, cfg.model_repo, resolve_run(cfg.run))
 
     def __init__(self, cfg: PublishConfig, repo_id: str, model_repo: str, run: str | Path):
         super().__init__(cfg, repo_id)
@@ -414,3 +450,12 @@ class SpaceTarget(Target):
 
     def verified(self, check: dict[str, Any]) -> str:
         return f"{check['files']} hashes equal; app.py answered {check['images_predicted']} image"
+
+
+# Every publish asks each of these, in order, whether it applies (Target.from_config).
+TARGETS: list[type[Target]] = [DatasetTarget, ModelTarget, GeneratorTarget, SpaceTarget]
+
+
+def register_target(cls: type[Target]) -> type[Target]:
+    TARGETS.append(cls)
+    return cls
