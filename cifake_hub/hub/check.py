@@ -53,7 +53,7 @@ def check_dataset(spec: dict[str, Any], local: Any) -> dict[str, Any]:
     return {"rows": rows, "sampled_images": sampled, "problems": problems}
 
 
-def _download_and_compare(spec: dict[str, Any]) -> tuple[Path, dict[str, str], list[str]]:
+def download_and_compare(spec: dict[str, Any]) -> tuple[Path, dict[str, str], list[str]]:
     """(the repo downloaded, its file hashes, problems): the repo must hold exactly the
     staged files."""
     from huggingface_hub import snapshot_download
@@ -79,7 +79,7 @@ def check_model(spec: dict[str, Any], local: Any) -> dict[str, Any]:
     from cifake_hub.training.backend import import_keras
 
     keras = import_keras()
-    folder, got, problems = _download_and_compare(spec)
+    folder, got, problems = download_and_compare(spec)
     split = "test" if "test" in local else next(iter(local))
     table = local[split].select(sample_indices(len(local[split])))
     x = np.stack([np.asarray(im.convert("RGB")) for im in table["image"]])
@@ -101,7 +101,7 @@ def check_generator(spec: dict[str, Any], local: Any) -> dict[str, Any]:
     """The generator loaded from the Hub makes the same images as the local folder."""
     from cifake_hub.zoo.sample import ZooGenerator
 
-    folder, got, problems = _download_and_compare(spec)
+    folder, got, problems = download_and_compare(spec)
     classes, seeds = list(range(10)), [1000 + i for i in range(10)]
     mine = ZooGenerator(spec["folder"]).sampler.generate(classes, seeds)
     theirs = ZooGenerator(folder).sampler.generate(classes, seeds)
@@ -121,7 +121,7 @@ def check_space(spec: dict[str, Any], local: Any) -> dict[str, Any]:
     from cifake_hub.shipped import SAMPLE
     from cifake_hub.training.backend import import_keras
 
-    folder, got, problems = _download_and_compare(spec)
+    folder, got, problems = download_and_compare(spec)
     with zipfile.ZipFile(SAMPLE) as archive:
         data = archive.read(sorted(n for n in archive.namelist() if "/FAKE/" in n)[0])
     with tempfile.TemporaryDirectory(prefix="cifake-check-space-") as tmp:
