@@ -30,11 +30,6 @@ CITATIONS = """\
 }"""
 
 
-def fmt_pct(value: float | None) -> str:
-    """A share as a percentage with two decimals; "n/a" where it is undefined."""
-    return "n/a" if value is None else f"{100 * value:.2f}%"
-
-
 def fmt_interval(entry: dict[str, Any]) -> str:
     """``{"mean": m, "interval": [low, high]}`` as ``m [low, high]``."""
     low, high = entry["interval"]
@@ -59,10 +54,6 @@ def fmt_change(drop: float) -> str:
     """A mean drop in probability in words: "a drop of 0.123", or "a rise of 0.010" when it
     is negative (never "lowers it by -0.010")."""
     return f"a drop of {drop:.3f}" if drop >= 0 else f"a rise of {-drop:.3f}"
-
-
-def fmt_int(n: int) -> str:
-    return f"{n:,}"
 
 
 def check_repo_ids(**repo_ids: str | None) -> None:

@@ -13,10 +13,11 @@ from typing import Any
 import datasets
 import pyarrow.parquet as pq
 
-from cifake_hub.cards.common import CITATIONS, TEMPLATES, check_repo_ids, fmt_int, size_category
+from cifake_hub.cards.common import CITATIONS, TEMPLATES, check_repo_ids, size_category
 from cifake_hub.cards.study_card import study_table
 from cifake_hub.dataset_folder import DatasetFolder
 from cifake_hub.errors import DatasetFolderError
+from cifake_hub.formatting import fmt_int
 from cifake_hub.images import describe_encoding
 from cifake_hub.outputs import atomic_write_text, writes
 from cifake_hub.schema import (

@@ -1,23 +1,21 @@
-"""The card of a detector shipped in the package (``cifake_hub/detectors/NAME/README.md``),
-and the step that ships one: the model without optimizer state, beside its card."""
+"""The card of a detector shipped in the package (``cifake_hub/detectors/NAME/README.md``);
+shipping one is :mod:`cifake_hub.ship`."""
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 from typing import Any
 
-from cifake_hub.cards.common import TEMPLATES, fmt_int, fmt_pct
+from cifake_hub.cards.common import TEMPLATES
 from cifake_hub.cards.model_card import evaluation_summary
 from cifake_hub.errors import CifakeError
-from cifake_hub.outputs import atomic_write_text, portable_record, read_json
-from cifake_hub.shipped import DEFAULT_DETECTOR, DETECTORS, shipped_folder
-from cifake_hub.training.models import load_model
+from cifake_hub.evaluate.report import EvaluationReport
+from cifake_hub.formatting import fmt_int, fmt_pct
+from cifake_hub.outputs import read_json
+from cifake_hub.shipped import DEFAULT_DETECTOR
 from cifake_hub.training.run_folder import RecipeResult, RunFolder
 
 TEMPLATE = TEMPLATES / "detector_card.md.j2"
-SHIPPED_DATASET = "cifake"  # what `cifake import-kaggle cifake-train.zip --out cifake` makes
 
 
 def _training(run: RunFolder) -> tuple[str, str, dict[str, Any], int, list[tuple[str, Any]]]:
@@ -58,10 +56,10 @@ def render_detector_card(run_dir: str | Path, name: str, retrain: str) -> str:
         "recall_real": fmt_pct(m["tp"] / positives if positives else None),
         "recall_fake": fmt_pct(m["tn"] / negatives if negatives else None),
     }
-    report = run.evaluation()
-    if report is not None and report["split"] != "validation":
+    report = EvaluationReport.of_run(run)
+    if report is not None and report.split != "validation":
         raise CifakeError(
-            f"{run.path}'s evaluation is on {report['split']!r}; a shipped card reports the "
+            f"{run.path}'s evaluation is on {report.split!r}; a shipped card reports the "
             "validation slice: run `cifake evaluate RUN --split validation` first"
         )
     return Template(TEMPLATE.read_text()).render(
@@ -76,44 +74,3 @@ def render_detector_card(run_dir: str | Path, name: str, retrain: str) -> str:
         training=training,
         retrain=retrain,
     )
-
-
-def ship_detector(run_dir: str | Path, name: str, retrain: str) -> Path:
-    """Copy the run's model (weights and architecture, no optimizer state) and its card into
-    the package as the shipped detector ``name``."""
-    if name not in DETECTORS:
-        raise CifakeError(f"unknown shipped detector {name!r}; the package ships {DETECTORS}")
-    run = RunFolder(run_dir)
-    card = render_detector_card(run.path, name, retrain)
-    model = load_model(run.require_model())
-    keras_model = type(model).from_config(model.get_config())
-    keras_model.set_weights(model.get_weights())
-    folder = shipped_folder(name)
-    # Staged beside the package folder and swapped in whole: a failed ship leaves the
-    # detector that was there (git-tracked package data) as it was.
-    staged = folder.with_name(f".{name}.staging")
-    if staged.exists():
-        shutil.rmtree(staged)  # a staging folder only this function makes
-    staged.mkdir(parents=True)
-    keras_model.save(staged / RunFolder.MODEL)
-    for file in RunFolder.SHIPPED_FILES:
-        if (run.path / file).exists():
-            shutil.copy2(run.path / file, staged / file)
-    for sub in RunFolder.SHIPPED_DIRS:
-        if (run.path / sub).is_dir():
-            shutil.copytree(run.path / sub, staged / sub, ignore=shutil.ignore_patterns(".*"))
-    # The run's dataset was a local folder; users make theirs with `cifake import-kaggle
-    # cifake-train.zip --out cifake`, which is then the default dataset of evaluate/explain.
-    names = {"dataset": SHIPPED_DATASET, "model": name}
-    for path in [*staged.glob("*.json"), *staged.glob("*/*.json")]:
-        record = portable_record(read_json(path), names)
-        atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
-    atomic_write_text(staged / RunFolder.CARD, card)
-    if folder.exists():
-        old = folder.with_name(f".{name}.old")
-        folder.rename(old)
-        staged.rename(folder)
-        shutil.rmtree(old)
-    else:
-        staged.rename(folder)
-    return folder

@@ -9,8 +9,9 @@ from typing import Any
 
 from cifake_hub.cards.common import TEMPLATES, fmt_change, fmt_interval
 from cifake_hub.errors import CifakeError
+from cifake_hub.explain.summary import GradcamSummary
 from cifake_hub.outputs import atomic_write_text, record_file, writes
-from cifake_hub.training.run_folder import GradcamSummary, RunFolder
+from cifake_hub.training.run_folder import RunFolder
 
 TEMPLATE = TEMPLATES / "gradcam_card.md.j2"
 CARD = "README.md"
@@ -168,7 +169,7 @@ def render_gradcam_card(run_dir: str | Path) -> str:
     import jinja2
 
     run = RunFolder(run_dir)
-    summary: GradcamSummary | None = run.gradcam_summary()
+    summary = GradcamSummary.of_run(run)
     if summary is None:
         raise CifakeError(f"{run.path} has no Grad-CAM results; run `cifake explain` first")
     f = summary.faithfulness

@@ -3,6 +3,7 @@ tables and plots, Grad-CAM gallery and faithfulness, usage, limitations, citatio
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +12,13 @@ from cifake_hub.cards.common import (
     TEMPLATES,
     check_repo_ids,
     fmt_change,
-    fmt_int,
     fmt_interval,
-    fmt_pct,
 )
 from cifake_hub.cards.gradcam_card import METHOD_NAMES, write_gradcam_card
 from cifake_hub.cards.study_card import study_table
+from cifake_hub.evaluate.report import EvaluationReport
+from cifake_hub.explain.summary import GradcamSummary
+from cifake_hub.formatting import fmt_int, fmt_pct
 from cifake_hub.outputs import atomic_write_text, read_json, writes
 from cifake_hub.training.run_folder import RecipeResult, RunFolder
 from cifake_hub.training.topology import Topology
@@ -102,7 +104,7 @@ def render_model_card(
         eval_results=eval_results,
     )
     gradcam = None
-    summary = run.gradcam_summary()
+    summary = GradcamSummary.of_run(run)
     if summary is not None:
         f = summary.faithfulness
         gradcam = {
@@ -117,12 +119,13 @@ def render_model_card(
             "sanity": _sanity(summary.sanity),
             "claim": _claim(summary.claim),
         }
-    evaluation = evaluation_summary(run.evaluation())
+    report = EvaluationReport.of_run(run)
+    evaluation = evaluation_summary(report)
     study = run.study()
     study_row = next(
         (d for d in (study or {}).get("detectors", []) if d["name"] == run.path.name), None
     )
-    eval_results += _condition_results(run.evaluation(), dataset_name)
+    eval_results += _condition_results(report, dataset_name)
     return ModelCard.from_template(
         card_data,
         template_path=str(TEMPLATE),
@@ -234,45 +237,29 @@ def _claim(claim: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-def evaluation_summary(report: dict[str, Any] | None) -> dict[str, Any] | None:
+def evaluation_summary(report: EvaluationReport | None) -> dict[str, Any] | None:
     """The card's view of `cifake evaluate`'s report."""
     if report is None:
         return None
-    conditions = []
-    for name, c in report["conditions"].items():
-        m = c["metrics"]
-        low, high = c.get("interval_95", {}).get("accuracy", [None, None])
-        conditions.append(
-            {
-                "name": name,
-                "definition": c["definition"],
-                "accuracy": fmt_pct(m["accuracy"]),
-                "interval": "" if low is None else f"{fmt_pct(low)}-{fmt_pct(high)}",
-                "auc": "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.4f}",
-                "drop": "" if name == "clean" else fmt_pct(c["drop"]["accuracy"]),
-                "recall_real": fmt_pct(m["recall_real"]),
-                "recall_fake": fmt_pct(m["recall_fake"]),
-            }
-        )
-    cal = report["calibration"]
-    without = report["conditions"]["clean"].get("metrics_without_leaked")
+    cal = report.calibration
+    without = report.clean_without_leaked()
     return {
-        "rows": f"{report['rows']:,}",
-        "split": report["split"],
-        "resamples": report["config"]["bootstrap"],
-        "conditions": conditions,
+        "rows": fmt_int(report.rows),
+        "split": report.split,
+        "resamples": report.resamples,
+        "conditions": [dataclasses.asdict(row) for row in report.table()],
         "ece_before": f"{cal['before']['ece']:.4f}",
         "brier_before": f"{cal['before']['brier']:.4f}",
         "temperature": f"{cal['temperature']:.3f}" if "after" in cal else None,
         "ece_after": f"{cal['after']['ece']:.4f}" if "after" in cal else None,
-        "threshold": f"{cal.get('threshold', 0.5):.3f}",
+        "threshold": f"{report.threshold or 0.5:.3f}",
         "accuracy_at_threshold": fmt_pct(cal.get("accuracy_at_threshold")),
-        "leaked": f"{report['leakage']['rows_also_in_train']:,}",
-        "clean_without_leaked": fmt_pct(without["accuracy"]) if without else None,
+        "leaked": fmt_int(report.leaked_rows),
+        "clean_without_leaked": fmt_pct(without) if without is not None else None,
     }
 
 
-def _condition_results(report: dict[str, Any] | None, dataset_name: str) -> list[Any]:
+def _condition_results(report: EvaluationReport | None, dataset_name: str) -> list[Any]:
     """model-index results per condition, each naming its condition in the dataset's config
     and args so that the Hub shows them apart."""
     from huggingface_hub import EvalResult
@@ -286,15 +273,15 @@ def _condition_results(report: dict[str, Any] | None, dataset_name: str) -> list
             dataset_type=dataset_name,
             dataset_name=f"{dataset_name} ({name})",
             dataset_config=name,
-            dataset_split=report["split"],
-            dataset_args={"condition": c["definition"]},
+            dataset_split=report.split,
+            dataset_args={"condition": c.definition},
             metric_type=metric,
             metric_name=f"{metric} ({name})",
-            metric_value=round(float(c["metrics"][metric]), 4),
+            metric_value=round(float(c.metrics[metric]), 4),
         )
-        for name, c in report["conditions"].items()
+        for name, c in report.conditions.items()
         for metric in ("accuracy", "roc_auc")
-        if c["metrics"][metric] is not None
+        if c.metrics[metric] is not None
     ]
 
 

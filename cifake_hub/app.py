@@ -24,6 +24,7 @@ import numpy as np
 from cifake_hub.config import Config, option
 from cifake_hub.errors import CifakeError, ConfigError
 from cifake_hub.evaluate.conditions import DEFAULT_CONDITIONS, parse_conditions
+from cifake_hub.evaluate.report import EvaluationReport
 from cifake_hub.explain.gradcam import METHODS
 from cifake_hub.predict import Prediction, predict_files
 from cifake_hub.schema import LABEL_NAMES
@@ -67,7 +68,7 @@ class Detector:
     model: Any
     threshold: float  # P(REAL) at or above which an image is called REAL
     threshold_note: str
-    evaluation: dict[str, Any] | None = None
+    evaluation: EvaluationReport | None = None
     folder: Path | None = None
 
     def label(self, probability_real: float) -> str:
@@ -84,10 +85,10 @@ def load_detectors(specs: Sequence[str]) -> list[Detector]:
     for spec in specs:
         path = resolve_model(spec)
         folder = path.parent if path.name == RunFolder.MODEL else None
-        evaluation = RunFolder(folder).evaluation() if folder is not None else None
-        calibration = (evaluation or {}).get("calibration", {})
-        if "threshold" in calibration:
-            threshold = float(calibration["threshold"])
+        evaluation = EvaluationReport.of_run(RunFolder(folder)) if folder is not None else None
+        fitted = evaluation.threshold if evaluation is not None else None
+        if fitted is not None:
+            threshold = fitted
             note = "the threshold `cifake evaluate` fitted on the validation slice"
         else:
             threshold, note = 0.5, "0.5 (no calibrated threshold in the model's evaluation/)"
@@ -232,25 +233,15 @@ def label_of(detector: Detector, p_fake: dict[str, np.ndarray], k: int) -> str:
     return detector.label(1.0 - float(p_fake[detector.name][k]))
 
 
-def robustness_rows(evaluation: dict[str, Any]) -> list[list[Any]]:
-    """The card's robustness table, from ``evaluation/evaluation.json`` as written."""
-    rows = []
-    for name, c in evaluation.get("conditions", {}).items():
-        metrics, drop = c.get("metrics", {}), c.get("drop", {})
-        rows.append(
-            [
-                name,
-                _fmt(metrics.get("accuracy")),
-                _fmt(metrics.get("roc_auc")),
-                _fmt(drop.get("accuracy")),
-                c.get("definition", ""),
-            ]
-        )
-    return rows
+ROBUSTNESS_HEADERS = ["condition", "accuracy", "95% interval", "ROC AUC", "accuracy drop",
+                      "definition"]  # fmt: skip
 
 
-def _fmt(value: Any) -> str:
-    return "" if value is None else f"{float(value):.4f}"
+def robustness_rows(evaluation: EvaluationReport) -> list[list[str]]:
+    """The card's robustness table (:meth:`EvaluationReport.table`)."""
+    return [
+        [r.name, r.accuracy, r.interval, r.auc, r.drop, r.definition] for r in evaluation.table()
+    ]
 
 
 def model_summary(detector: Detector) -> str:
@@ -261,10 +252,10 @@ def model_summary(detector: Detector) -> str:
     if evaluation is None:
         lines.append("No `evaluation/` in this model's folder: run `cifake evaluate` on it.")
         return "\n\n".join(lines)
-    calibration = evaluation.get("calibration", {})
+    calibration = evaluation.calibration
     lines.append(
-        f"Evaluated on {evaluation.get('rows', '?')} rows of the `{evaluation.get('split')}` "
-        f"split of `{evaluation.get('dataset')}`."
+        f"Evaluated on {evaluation.rows:,} rows of the `{evaluation.split}` "
+        f"split of `{evaluation.dataset}`."
         + (f" {calibration['note'][0].upper()}{calibration['note'][1:]}." if "note" in calibration
            else "")
     )  # fmt: skip
@@ -413,7 +404,7 @@ def build_app(detectors: Sequence[Detector], workdir: Path) -> Any:
                 if det.evaluation is not None:
                     gr.Dataframe(
                         robustness_rows(det.evaluation),
-                        headers=["condition", "accuracy", "ROC AUC", "accuracy drop", "definition"],
+                        headers=ROBUSTNESS_HEADERS,
                         interactive=False, elem_id=f"robustness-{det.name}",
                     )  # fmt: skip
                 with gr.Accordion(f"{det.name}: card", open=False):

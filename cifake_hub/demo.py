@@ -89,7 +89,7 @@ class JobResult:
 
 
 @writes("out", finishes=JOB_KIND)
-def run_job(out: str | Path, cfg: JobConfig, status: Callable[[str], None] = print) -> JobResult:
+def run_job(out: str | Path, cfg: JobConfig, say: Callable[[str], None] = print) -> JobResult:
     """The main job into the job folder ``out``. With ``cfg.endpoint``, set ``HF_ENDPOINT``
     before importing huggingface_hub or datasets (`cifake demo` does)."""
     from cifake_hub.builders.kaggle import ImportConfig, import_kaggle
@@ -111,18 +111,18 @@ def run_job(out: str | Path, cfg: JobConfig, status: Callable[[str], None] = pri
     if DatasetFolder(src).exists():
         # Its card is rendered in step 4: cifake writes only into folders it made.
         dataset = DatasetFolder(src).require_ours().path
-        status(f"1/5 using the dataset folder {dataset}")
+        say(f"1/5 using the dataset folder {dataset}")
     else:
         dataset = out / ("cifake-sample" if cfg.src is None else "cifake")
-        status(f"1/5 importing {src} into {dataset}")
+        say(f"1/5 importing {src} into {dataset}")
         import_kaggle(ImportConfig(src=str(src), out=str(dataset)), overwrite=True)
     if cfg.detector is not None:
         run = out / f"run-{cfg.detector}"
-        status(f"2/5 the shipped detector {cfg.detector!r} into {run} (no training)")
+        say(f"2/5 the shipped detector {cfg.detector!r} into {run} (no training)")
         copy_shipped(cfg.detector, run)
         seen = overlap(run, dataset, "test")
         if seen and seen[0]:
-            status(
+            say(
                 f"    warning: {seen[0]} of {seen[1]} test images of {dataset.name} are in "
                 f"{cfg.detector!r}'s training data (the embedded sample comes from the Kaggle "
                 "train split): its scores on them say nothing about new images"
@@ -135,11 +135,11 @@ def run_job(out: str | Path, cfg: JobConfig, status: Callable[[str], None] = pri
             else {}
         )
         what = f"{QUICK_TOPOLOGY} ({cfg.epochs} epochs)" if search else "all 36 topologies"
-        status(f"2/5 training {what} into {run}")
-        run_search(dataset, run, SearchConfig(**search), on_status=status)
-    status(f"3/5 Grad-CAM and the deletion test on {cfg.explain_n} test images")
+        say(f"2/5 training {what} into {run}")
+        run_search(dataset, run, SearchConfig(**search), say=say)
+    say(f"3/5 Grad-CAM and the deletion test on {cfg.explain_n} test images")
     explain_run(run, ExplainConfig(dataset=str(dataset), split="test", n=cfg.explain_n))
-    status("4/5 dataset and model cards")
+    say("4/5 dataset and model cards")
     data_repo, model_repo = (
         (cfg.dataset_repo, cfg.model_repo) if cfg.publishes else PLACEHOLDER_REPOS
     )
@@ -154,12 +154,12 @@ def run_job(out: str | Path, cfg: JobConfig, status: Callable[[str], None] = pri
         endpoint=cfg.endpoint,
     )
     if cfg.publishes:
-        status(f"5/5 cifake-publish to {publish_cfg.hub}")
-        results, _ = publish(publish_cfg, say=status)
+        say(f"5/5 cifake-publish to {publish_cfg.hub}")
+        results, _ = publish(publish_cfg, say=say)
         published = "  ".join(p.url for p in results)
     else:
         tree = out / PUBLISH_DIR
-        status(f"5/5 cifake-publish --dry-run into {tree} (give repo ids to publish)")
+        say(f"5/5 cifake-publish --dry-run into {tree} (give repo ids to publish)")
         dry_run(publish_cfg, tree)
         published = str(tree)
     return JobResult(

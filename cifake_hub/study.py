@@ -119,7 +119,7 @@ class StudyOutcome:
 def run_study(
     config: StudyConfig,
     progress: Any | None = None,
-    on_status: Callable[[str], None] | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> StudyOutcome:
     """The study into ``config.out`` (see the module docstring); ``progress`` is a training
     :class:`~cifake_hub.training.search.Progress` shared by every detector."""
@@ -130,7 +130,7 @@ def run_study(
         to_arrays,
     )
 
-    say = on_status or (lambda _msg: None)
+    say = say or (lambda _msg: None)
     splits = load_splits(config.dataset)
     missing = [s for s in ("train", "test") if s not in splits]
     if missing:
@@ -236,12 +236,12 @@ def _train(
         search = SearchConfig(topology=PAPER_FINAL, **common)
         if config.epochs:
             search = dataclasses.replace(search, epochs=config.epochs)
-        run_search(data, run.path, search, progress, on_status=say)
+        run_search(data, run.path, search, progress, say=say)
     else:
         from cifake_hub.training.train import TrainConfig, run_training
 
         recipe = TrainConfig(recipe=config.recipe, epochs=config.epochs, **common)
-        run_training(data, run.path, recipe, progress, on_status=say)
+        run_training(data, run.path, recipe, progress, say=say)
 
 
 def _predict(run: RunFolder, x: np.ndarray) -> np.ndarray:

@@ -32,7 +32,13 @@ LAYERS = {
     "jobs": 5,
     "cli": 6,
 }
-JOBS = {"cifake_hub.demo", "cifake_hub.predict", "cifake_hub.study", "cifake_hub.app"}
+JOBS = {
+    "cifake_hub.demo",
+    "cifake_hub.predict",
+    "cifake_hub.study",
+    "cifake_hub.app",
+    "cifake_hub.ship",
+}
 # The package itself exports the job-level ``load_detector``, imported on first use (PEP 562):
 # the one import that may point up, and only from inside a function.
 FACADE = {("cifake_hub", "cifake_hub.predict"), ("cifake_hub", "cifake_hub.predict.load_detector")}

@@ -15,6 +15,7 @@ import pytest
 
 import cifake_hub
 from cifake_hub.cli.main import main
+from cifake_hub.explain.summary import GradcamSummary
 from cifake_hub.shipped import DEFAULT_DETECTOR, DETECTORS, shipped_folder
 from cifake_hub.training.models import resolve_model
 from cifake_hub.training.run_folder import RunFolder
@@ -95,7 +96,7 @@ def test_explain_evaluate_and_publish_take_a_shipped_name(small_cifake, tmp_path
     argv = ["explain", "paper", "--out", str(out), "--dataset", ds, "--split", "test",
             "--n", "20", "--road-images", "10", "--no-sanity"]  # fmt: skip
     assert main(argv) == 0
-    summary = RunFolder(out).gradcam_summary()
+    summary = GradcamSummary.of_run(RunFolder(out))
     assert summary is not None and summary.images == 20 and summary.road is not None
     assert main(["evaluate", "paper", "--dataset", ds, "--conditions", "clean"]) == 1
     argv = ["evaluate", "paper", "--dataset", ds, "--conditions", "clean,jpeg:50",
@@ -122,14 +123,14 @@ def test_main_job_can_explain_and_publish_a_shipped_detector(tmp_path):
 
 
 def test_ship_detector_replaces_the_folder_whole(small_run, tmp_path, monkeypatch):
-    from cifake_hub.cards import detector_card
+    from cifake_hub import ship
     from cifake_hub.training.backend import import_keras
 
     target = tmp_path / "detectors" / "paper"
-    monkeypatch.setattr(detector_card, "shipped_folder", lambda name: target)
+    monkeypatch.setattr(ship, "shipped_folder", lambda name: target)
     target.mkdir(parents=True)
     (target / "stale.txt").write_text("from an earlier ship")
-    assert detector_card.ship_detector(small_run, "paper", "cifake search ...") == target
+    assert ship.ship_detector(small_run, "paper", "cifake search ...") == target
     assert not (target / "stale.txt").exists()  # replaced whole, not merged
     assert sorted(p.name for p in target.parent.iterdir()) == ["paper"]  # no staging left
     assert "cifake search ..." in (target / "README.md").read_text()

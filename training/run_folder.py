@@ -151,27 +151,6 @@ class TestResults:
         )
 
 
-@dataclass
-class GradcamSummary:
-    """``gradcam/summary.json``: what `cifake explain` did and the faithfulness numbers."""
-
-    config: dict[str, Any]
-    split: str
-    layer: str
-    images: int
-    accuracy_on_sample: float
-    figure6: str  # relative to the run folder
-    faithfulness: dict[str, Any]
-    method: str = "gradcam"  # summaries written before methods existed are Grad-CAM
-    sanity: dict[str, Any] | None = None  # the cascading randomisation check, when run
-    claim: dict[str, Any] | None = None  # the paper's "REAL holistic, FAKE sparse", measured
-    road: dict[str, Any] | None = None  # ROAD curves and scores per method and baseline
-
-    @classmethod
-    def from_dict(cls, record: dict[str, Any]) -> GradcamSummary:
-        return _from_record(cls, record)
-
-
 class RunFolder(OutputFolder):
     """A run folder at ``path`` (which may not exist yet)."""
 
@@ -379,8 +358,7 @@ class RunFolder(OutputFolder):
         path = self.path / self.STUDY
         return read_json(path) if path.exists() else None
 
-    def gradcam_summary(self) -> GradcamSummary | None:
+    def gradcam_summary(self) -> dict[str, Any] | None:
+        """`cifake explain`'s summary as written (typed: ``explain.summary.GradcamSummary``)."""
         path = self.gradcam_dir / self.GRADCAM_SUMMARY
-        if not path.exists():
-            return None
-        return GradcamSummary.from_dict(read_json(path))
+        return read_json(path) if path.exists() else None

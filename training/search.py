@@ -366,11 +366,11 @@ def run_search(
     run_dir: str | Path,
     config: SearchConfig,
     progress: Progress | None = None,
-    on_status: Callable[[str], None] | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> SearchOutcome:
     """Run the search (or one topology) on ``dataset`` into ``run_dir``; resumes a stopped run."""
     run_dir = Path(run_dir)
-    status = on_status or (lambda _msg: None)
+    status = say or (lambda _msg: None)
     if isinstance(dataset, (str, Path)):
         config = dataclasses.replace(config, dataset=dataset_id(dataset))
     # The dataset first: a typo in its path must not leave a run folder behind.

@@ -140,13 +140,13 @@ def run_training(
     run_dir: str | Path,
     config: TrainConfig,
     progress: Progress | None = None,
-    on_status: Callable[[str], None] | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> TrainOutcome:
     """Train ``config.recipe`` on ``dataset`` into ``run_dir``; resumes a stopped run."""
     keras = import_keras()
 
     run_dir = Path(run_dir)
-    say = on_status or (lambda _msg: None)
+    say = say or (lambda _msg: None)
     progress = progress or Progress()
     if isinstance(dataset, (str, Path)):
         config = dataclasses.replace(config, dataset=dataset_id(dataset))

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     configure_endpoint(args.endpoint)
 
     cfg = config_from_args(JobConfig, args)
-    result = run_job(args.out, cfg, status=console.print)
+    result = run_job(args.out, cfg, say=console.print)
     print(
         f"dataset card: {result.dataset_card}\nmodel card:   {result.model_card}\n"
         f"Figure 6:     {result.figure6}\nmodel:        {result.model}\n"

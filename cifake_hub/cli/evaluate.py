@@ -31,49 +31,32 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from cifake_hub.cards.common import fmt_pct
+    from cifake_hub.evaluate.report import EvaluationReport
     from cifake_hub.evaluate.run import EvaluateConfig, evaluate_model
+    from cifake_hub.formatting import fmt_pct
     from cifake_hub.progress import console
 
     config = config_from_args(EvaluateConfig, args)
     with console.status("evaluating") as status:
-        result = evaluate_model(args.model, config, args.out, progress=status.update)
-    report = result.report
-    table = Table(title=f"{report['split']}: {report['rows']:,} images")
-    for col in ("condition", "accuracy", "95% interval", "AUC", "drop (acc)", "REAL recall"):
-        table.add_column(col)
-    for name, c in report["conditions"].items():
-        m, interval = c["metrics"], c.get("interval_95", {}).get("accuracy", [None, None])
-        table.add_row(
-            name,
-            fmt_pct(m["accuracy"]),
-            "" if interval[0] is None else f"{fmt_pct(interval[0])}-{fmt_pct(interval[1])}",
-            "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.4f}",
-            fmt_pct(c["drop"]["accuracy"]),
-            fmt_pct(m["recall_real"]),
-        )
+        result = evaluate_model(args.model, config, args.out, say=status.update)
+    report = EvaluationReport.from_dict(result.report)
+    table = Table(title=f"{report.split}: {report.rows:,} images")
+    columns = {"condition": "name", "accuracy": "accuracy", "95% interval": "interval",
+               "AUC": "auc", "drop (acc)": "drop", "REAL recall": "recall_real"}  # fmt: skip
+    for title in columns:
+        table.add_column(title)
+    for row in report.table():
+        table.add_row(*(getattr(row, attr) for attr in columns.values()))
     console.print(table)
-    cal = report["calibration"]
-    line = f"ECE {cal['before']['ece']:.4f}, Brier {cal['before']['brier']:.4f}"
-    if "after" in cal:
-        line += (
-            f"; temperature {cal['temperature']:.3f}: ECE {cal['after']['ece']:.4f}; "
-            f"threshold {cal['threshold']:.3f} (validation): accuracy "
-            f"{fmt_pct(cal['accuracy_at_threshold'])}"
-        )
-    console.print(line)
-    leak = report["leakage"]
-    console.print(
-        f"{report['split']} rows whose pixels are also in the rows trained on: "
-        f"{leak['rows_also_in_train']:,}"
-    )
-    if leak["rows_also_in_train"]:
-        clean = report["conditions"]["clean"].get("metrics_without_leaked")
-        without = f"; clean accuracy without them {fmt_pct(clean['accuracy'])}" if clean else ""
+    console.print(report.calibration_line())
+    leaked = report.leaked_rows
+    console.print(f"{report.split} rows whose pixels are also in the rows trained on: {leaked:,}")
+    if leaked:
+        clean = report.clean_without_leaked()
+        without = f"; clean accuracy without them {fmt_pct(clean)}" if clean is not None else ""
         console.print(
-            f"[yellow]warning: {leak['rows_also_in_train']:,} of {report['rows']:,} rows were "
-            f"in this detector's training data: its scores on them say nothing about new "
-            f"images{without}"
+            f"[yellow]warning: {leaked:,} of {report.rows:,} rows were in this detector's "
+            f"training data: its scores on them say nothing about new images{without}"
         )
     console.print(f"evaluation: {result.out}")
     return 0

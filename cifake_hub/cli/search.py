@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
             )
 
     with bars:
-        outcome = run_search(args.dataset, args.out, config, Display(), on_status=log)
+        outcome = run_search(args.dataset, args.out, config, Display(), say=log)
     best = outcome.best
     if best is not None:
         log(f"best: {best.topology} ({best.selected_on} {_metrics(best.selected)})")

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     log = console.print
 
     with bars:
-        outcome = run_study(config, EpochDisplay(bars), on_status=log)
+        outcome = run_study(config, EpochDisplay(bars), say=log)
     log(study_table(outcome.record))
     log(f"study folder: {outcome.out}")
     return 0

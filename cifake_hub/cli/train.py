@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     log = console.print
 
     with bars:
-        outcome = run_training(args.dataset, args.out, config, EpochDisplay(bars), on_status=log)
+        outcome = run_training(args.dataset, args.out, config, EpochDisplay(bars), say=log)
     result = outcome.result
     v = result.validation
     log(

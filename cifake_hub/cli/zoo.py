@@ -51,7 +51,7 @@ def run_train(args: argparse.Namespace) -> int:
             log(f"epoch {epoch}/{config.epochs}: {info}")
 
     with bars:
-        outcome = train_generator(args.dataset, args.out, config, progress, on_status=log)
+        outcome = train_generator(args.dataset, args.out, config, progress, say=log)
     card = write_generator_card(outcome.folder.path)
     t = outcome.training
     q = t.get("quality") or {}

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from cifake_hub.evaluate.conditions import CONDITION_KINDS
+from cifake_hub.evaluate.report import EvaluationReport
 from cifake_hub.plotting import pyplot, save_figure
 
 ROBUSTNESS = "robustness.png"
@@ -16,17 +17,19 @@ RELIABILITY = "reliability.png"
 PER_CLASS = "per_class.png"
 
 
-def robustness(report: dict[str, Any], path: Path) -> Path:
-    """One panel per degradation: accuracy and ROC AUC against severity, clean at severity 0."""
+def robustness(report: EvaluationReport, path: Path) -> Path:
+    """One panel per kind of condition: accuracy and ROC AUC against its number, with clean
+    at the number that leaves an image unchanged."""
     plt = pyplot()
-    conditions = report["conditions"]
-    clean = conditions["clean"]["metrics"]
-    kinds = sorted({c["kind"] for c in conditions.values()} - {"clean", "custom"})
+    conditions = report.conditions
+    clean = report.clean.metrics
+    kinds = sorted({c.kind for c in conditions.values()} - {"clean", "custom"})
     fig, axes = plt.subplots(1, max(len(kinds), 1), figsize=(3.2 * max(len(kinds), 1), 3))
     axes = np.atleast_1d(axes)
     for ax, kind in zip(axes, kinds, strict=False):
         points = sorted(
-            (c["severity"], c["metrics"]) for c in conditions.values() if c["kind"] == kind
+            ((float(c.severity or 0.0), c.metrics) for c in conditions.values() if c.kind == kind),
+            key=lambda point: point[0],
         )
         registered = CONDITION_KINDS.get(kind)
         unchanged = registered.unchanged_at if registered else 0.0
@@ -42,7 +45,7 @@ def robustness(report: dict[str, Any], path: Path) -> Path:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("score")
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"Robustness on {report['split']} ({report['rows']:,} images)", fontsize=10)
+    fig.suptitle(f"Robustness on {report.split} ({report.rows:,} images)", fontsize=10)
     return save_figure(fig, path)
 
 

@@ -33,6 +33,7 @@ from cifake_hub.evaluate.conditions import (
     Condition,
     parse_conditions,
 )
+from cifake_hub.evaluate.report import EvaluationReport
 from cifake_hub.outputs import Replacement, json_text, output_lock, output_path, writes
 from cifake_hub.schema import (
     CLASS_NAMES,
@@ -130,7 +131,7 @@ def evaluate_model(
     model_spec: str | Path,
     config: EvaluateConfig,
     out: str | Path | None = None,
-    progress: Callable[[str], None] | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> Evaluated:
     """Evaluate the detector ``model_spec`` (see the module docstring) into ``out`` (default:
     the run folder's ``evaluation/``)."""
@@ -144,7 +145,7 @@ def evaluate_model(
     from cifake_hub.training.leakage import seen_in_training, training_hashes
     from cifake_hub.training.models import load_model, resolve_model, shipped_run
 
-    say = progress or (lambda _msg: None)
+    say = say or (lambda _msg: None)
     conditions = config.parsed_conditions()
     shipped = shipped_run(model_spec)
     folder = shipped or Path(model_spec)
@@ -271,7 +272,7 @@ def evaluate_model(
         (staged / RunFolder.EVALUATION_REPORT).write_text(json_text(report))
         from cifake_hub.evaluate import render
 
-        render.robustness(report, staged / render.ROBUSTNESS)
+        render.robustness(EvaluationReport.from_dict(report), staged / render.ROBUSTNESS)
         render.reliability_diagram(report["calibration"], staged / render.RELIABILITY)
         render.per_class(report["per_class"], staged / render.PER_CLASS)
         if config.calibrate:

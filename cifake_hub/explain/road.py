@@ -137,7 +137,7 @@ def road(
     maps: dict[str, np.ndarray],
     levels: tuple[float, ...] = LEVELS,
     seed: int = 0,
-    on_step: Callable[[str], None] | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> list[RoadCurve]:
     """ROAD curves of each map in ``maps`` (name -> (N, H, W)) for ``images`` (N, H, W, 3)
     uint8, where ``predict`` gives P(REAL) and ``explained`` the label (0 FAKE, 1 REAL)
@@ -150,8 +150,8 @@ def road(
         curve = RoadCurve(name)
         for i, level in enumerate(levels):
             for j, (most, target) in enumerate(((True, curve.morf), (False, curve.lerf))):
-                if on_step is not None:
-                    on_step(f"ROAD {name}: {'MoRF' if most else 'LeRF'} {level:.0%}")
+                if say is not None:
+                    say(f"ROAD {name}: {'MoRF' if most else 'LeRF'} {level:.0%}")
                 rng = np.random.default_rng([seed, i, j])
                 degraded = noisy_imputation(images, removal_masks(heatmaps, level, most), rng)
                 p_real = np.asarray(predict(degraded), dtype=np.float64).ravel()

@@ -19,9 +19,10 @@ from cifake_hub.config import Config, option
 from cifake_hub.errors import CifakeError, ConfigError
 from cifake_hub.explain.claim import paper_claim
 from cifake_hub.explain.gradcam import METHODS
+from cifake_hub.explain.summary import GradcamSummary
 from cifake_hub.outputs import Replacement, json_text, writes
 from cifake_hub.schema import LABEL_NAMES, class_name
-from cifake_hub.training.run_folder import GradcamSummary, RunFolder
+from cifake_hub.training.run_folder import RunFolder
 
 
 @dataclass(frozen=True)

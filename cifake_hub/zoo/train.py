@@ -169,13 +169,13 @@ def train_generator(
     out: str | Path,
     config: ZooConfig,
     progress: Progress | None = None,
-    on_status: Callable[[str], None] | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> ZooOutcome:
     """Train ``config.family`` on ``dataset``'s REAL train rows into ``out`` (resumed when it
     holds a checkpoint of the same options); export the sampler and the quality figure."""
     import torch
 
-    say = on_status or (lambda _msg: None)
+    say = say or (lambda _msg: None)
     if isinstance(dataset, (str, Path)) and not config.dataset:
         config = dataclasses.replace(config, dataset=str(dataset))
     folder = GeneratorFolder(claim(out, GeneratorFolder.KIND))
