@@ -2,7 +2,7 @@
 the diffusion generator's checkpointed units (:mod:`cifake_hub.builders.units`), written as a
 dataset folder (Parquet shards + card YAML).
 
-The builder is the writer: its ``_generate_examples`` feeds the folder writer directly, one
+The builder is the writer: its example generator feeds the folder writer directly, one
 pass, no Arrow cache. ``CifakeBuilder`` is also a regular ``GeneratorBasedBuilder`` for
 whoever wants ``download_and_prepare``. Rows come out in a fixed order, so any number of
 processes gives the same dataset as one.
@@ -19,6 +19,7 @@ from typing import Any
 import datasets
 import pyarrow.parquet as pq
 
+from cifake_hub._compat import builder_rows
 from cifake_hub.builders.encoding import RowFinisher
 from cifake_hub.builders.folder import DatasetFolderWriter
 from cifake_hub.builders.generate import GeneratorConfig, recorded_id
@@ -143,10 +144,9 @@ def assemble(
     ):
         builder = CifakeBuilder(cache_dir=cache, build_config=config)
         finisher = RowFinisher(config.encoding)
-        for split in builder._split_generators(None):
-            for _, row in builder._generate_examples(**split.gen_kwargs):
-                source = row["model_id"] or row["source"] or "unknown"
-                writer.add(split.name, finisher.finish(split.name, row, source))
+        for split, row in builder_rows(builder):
+            source = row["model_id"] or row["source"] or "unknown"
+            writer.add(split, finisher.finish(split, row, source))
         stats = writer.close(pretty_name="CIFAKE (generated)")
         sources = [r for _, _, _, r in builder.brought()]
         for r in sources:  # as found, not as the resized intermediate the finisher saw

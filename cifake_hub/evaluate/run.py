@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from cifake_hub._compat import dataset_fingerprint
 from cifake_hub.config import Config, option
 from cifake_hub.errors import CifakeError, ConfigError
 from cifake_hub.evaluate import calibration
@@ -250,7 +251,7 @@ def evaluate_model(
         "model": str(model_spec),
         "dataset": str(dataset),
         "split": config.split,
-        "fingerprint": getattr(ds, "_fingerprint", None),
+        "fingerprint": dataset_fingerprint(ds),
         "rows": int(len(y)),
         "config": config.to_dict(),
         "conditions": results,

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from cifake_hub._compat import hub_retry_exceptions, hub_retry_statuses
 from cifake_hub.config import Config, check_repo_id, option
 from cifake_hub.dataset_folder import DatasetFolder
 from cifake_hub.errors import CifakeError, ConfigError
@@ -121,11 +122,10 @@ def _transient(exc: BaseException) -> bool:
     """Whether huggingface_hub itself would retry this: its retryable statuses, and its HTTP
     client's timeouts and network errors."""
     from huggingface_hub.errors import HfHubHTTPError
-    from huggingface_hub.utils import _http
 
     if isinstance(exc, HfHubHTTPError):
-        return _status(exc) in _http._DEFAULT_RETRY_ON_STATUS_CODES
-    return isinstance(exc, (*_http._DEFAULT_RETRY_ON_EXCEPTIONS, ConnectionError))
+        return _status(exc) in hub_retry_statuses()
+    return isinstance(exc, (*hub_retry_exceptions(), ConnectionError))
 
 
 def describe_error(exc: BaseException, cfg: PublishConfig, repo: str) -> str:

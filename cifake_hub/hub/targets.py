@@ -16,6 +16,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, ClassVar
 
+from cifake_hub._compat import dataset_nbytes
 from cifake_hub.dataset_folder import DatasetFolder, set_dataset_yaml
 from cifake_hub.hub.session import PublishConfig, Session
 from cifake_hub.outputs import MARKER, portable_record, read_json
@@ -214,7 +215,7 @@ class DatasetTarget(Target):
         uploaded = 0
         repo = DatasetFolder(out)
         for split, table in ds.items():
-            nbytes = table._estimate_nbytes()
+            nbytes = dataset_nbytes(table)
             batch = get_writer_batch_size_from_features(
                 table.features
             ) or get_writer_batch_size_from_data_size(len(table), nbytes)
