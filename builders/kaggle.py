@@ -343,21 +343,7 @@ def import_kaggle(
                 if config.dedupe:
                     dropped.append({**entry.describe(), "duplicate_of": original.name})
                     continue
-            writer.add(
-                entry.split,
-                make_row(
-                    data,
-                    entry.label,
-                    entry.category,
-                    image_path=entry.name.rsplit("/", 1)[-1],
-                    # The paper made every FAKE image with SD 1.4; rows keep model_id empty,
-                    # since the download does not say with which settings each was made.
-                    generator=0 if entry.label == FAKE else None,
-                    source=KAGGLE_SOURCE,
-                    source_file=entry.name,
-                    source_index=entry.index,
-                ),
-            )
+            writer.add(entry.split, _row(entry, data))
             written[(entry.split, LABEL_NAMES[entry.label], CLASS_NAMES[entry.category])] += 1
         stats = writer.close(pretty_name="CIFAKE (Kaggle import)")
         for digest, later in groups.items():
@@ -369,6 +355,21 @@ def import_kaggle(
         config.save(staged.file(DatasetFolder.IMPORT_CONFIG))
     return ImportResult(
         stats=stats, report=report, report_path=DatasetFolder(out).file(DatasetFolder.REPORT)
+    )
+
+
+def _row(entry: KaggleEntry, data: bytes) -> dict[str, Any]:
+    return make_row(
+        data,
+        entry.label,
+        entry.category,
+        image_path=entry.name.rsplit("/", 1)[-1],
+        # The paper made every FAKE image with SD 1.4; rows keep model_id empty, since the
+        # download does not say with which settings each was made.
+        generator=0 if entry.label == FAKE else None,
+        source=KAGGLE_SOURCE,
+        source_file=entry.name,
+        source_index=entry.index,
     )
 
 

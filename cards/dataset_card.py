@@ -34,6 +34,11 @@ from cifake_hub.schema import (
 TEMPLATE = TEMPLATES / "dataset_card.md.j2"
 
 
+# What the card counts, and the settings that tell one generator's rows from another's.
+GENERATOR_SETTINGS = ("model_id", "scheduler", "steps", "guidance_scale", "render_size")
+STATS_COLUMNS = ("image", "label", "category", "source", "prompt", *GENERATOR_SETTINGS)
+
+
 def dataset_stats(folder: Path) -> dict[str, Any]:
     """Counts per split/label/class, sources, generator settings, prompts and encodings."""
     files = DatasetFolder(folder).shards()
@@ -50,44 +55,22 @@ def dataset_stats(folder: Path) -> dict[str, Any]:
     for path in files:
         split = path.name.split("-")[0]
         names = dataset_generators(datasets.Features.from_arrow_schema(pq.read_schema(path)))
-        table = pq.read_table(
-            path,
-            columns=[
-                *([GENERATOR] if names else []),
-                "image",
-                "label",
-                "category",
-                "source",
-                "prompt",
-                "model_id",
-                "scheduler",
-                "steps",
-                "guidance_scale",
-                "render_size",
-            ],
-        )
+        table = pq.read_table(path, columns=[*([GENERATOR] if names else []), *STATS_COLUMNS])
         cols = {
             name: table.column(name).to_pylist() for name in table.column_names if name != "image"
         }
         blobs = table.column("image").combine_chunks().field("bytes").to_pylist()
         for i, label in enumerate(cols["label"]):
-            cells[(split, label, cols["category"][i])] += 1
-            sources[(label, cols["source"][i] or "unknown")] += 1
-            if cols["model_id"][i] and cols["scheduler"][i]:
-                generators[
-                    (
-                        cols["model_id"][i],
-                        cols["scheduler"][i],
-                        cols["steps"][i],
-                        cols["guidance_scale"][i],
-                        cols["render_size"][i],
-                    )
-                ] += 1
-            if cols["prompt"][i]:
-                prompts[(cols["category"][i], cols["prompt"][i])] += 1
+            row = {name: values[i] for name, values in cols.items()}
+            cells[(split, label, row["category"])] += 1
+            sources[(label, row["source"] or "unknown")] += 1
+            if row["model_id"] and row["scheduler"]:
+                generators[tuple(row[k] for k in GENERATOR_SETTINGS)] += 1
+            if row["prompt"]:
+                prompts[(row["category"], row["prompt"])] += 1
             encodings[(label, *describe_encoding(blobs[i] or b""))] += 1
-            if names and cols[GENERATOR][i] is not None:
-                per_generator[(names[cols[GENERATOR][i]], split)] += 1
+            if names and row.get(GENERATOR) is not None:
+                per_generator[(names[row[GENERATOR]], split)] += 1
     return {
         "cells": cells,
         "sources": sources,
@@ -240,6 +223,40 @@ def render_dataset_card(
     )
     # Brought images without a class have a null category: a column of their own.
     unknown = any(c is None for _, _, c in cells)
+    built = dataset.build_report()
+    generators = _generators(stats)
+    tiny = set(TINY_MODEL_IDS.values())
+    return DatasetCard.from_template(
+        card_data,
+        template_path=str(TEMPLATE),
+        pretty_name=pretty_name,
+        noise_warning=next((g["model_id"] for g in generators if g["model_id"] in tiny), None),
+        model_repo=model_repo,
+        model_url=f"{endpoint}/{model_repo}" if model_repo else None,
+        total_rows=fmt_int(total),
+        class_names=[*CLASS_NAMES, *([UNKNOWN_CLASS] if unknown else [])],
+        brought=_brought(built),
+        encoding=_encoding_record(built),
+        composition=_composition(cells, unknown),
+        **_sources(stats["sources"]),
+        generators=generators,
+        generator_table=generator_table(folder, stats),
+        study=study_table(study) if (study := dataset.study()) else None,
+        splits=SPLITS,
+        prompts=[
+            {"category": CLASS_NAMES[c], "prompt": p, "count": fmt_int(n)}
+            for (c, p), n in sorted(stats["prompts"].items())
+        ],
+        encoding_note=_encoding_note(stats["encodings"]),
+        encodings=_encodings(stats["encodings"]),
+        duplicates=_duplicates(dataset),
+        load_id=repo_id or str(folder),
+        citations=CITATIONS,
+    )
+
+
+def _composition(cells: Counter[Any], unknown: bool) -> list[dict[str, Any]]:
+    """Rows per split, label and class (a null class last, when there is one)."""
     columns = [*range(len(CLASS_NAMES)), *([None] if unknown else [])]
     composition = []
     for split in SPLITS:
@@ -254,22 +271,37 @@ def render_dataset_card(
                         "total": fmt_int(sum(counts)),
                     }
                 )
-    built = dataset.build_report()
-    report = dataset.report() or built
-    duplicates = None
-    if report is not None and "duplicates" in report:
-        dup = report["duplicates"]
-        if dup["groups"]:
-            what = "The import" if dataset.report() else "The build"
-            basis = dup.get("basis", "bytes")
-            duplicates = {
-                **dup,
-                "what": what,
-                "basis": basis,
-                "per_cell": dup["extra_copies_per_split_label_class"],
-            }
-    sources = stats["sources"]
-    generators = [
+    return composition
+
+
+def _duplicates(dataset: DatasetFolder) -> dict[str, Any] | None:
+    """What the import or build found duplicated (None: nothing)."""
+    report = dataset.report() or dataset.build_report()
+    if report is None or "duplicates" not in report or not report["duplicates"]["groups"]:
+        return None
+    dup = report["duplicates"]
+    return {
+        **dup,
+        "what": "The import" if dataset.report() else "The build",
+        "basis": dup.get("basis", "bytes"),
+        "per_cell": dup["extra_copies_per_split_label_class"],
+    }
+
+
+def _sources(sources: Counter[Any]) -> dict[str, Any]:
+    def named(label: int) -> list[dict[str, str]]:
+        return [{"name": s, "count": fmt_int(n)} for (lab, s), n in sorted(sources.items())
+                if lab == label]  # fmt: skip
+
+    return {
+        "real_sources": named(1),
+        "fake_sources": named(0),
+        "kaggle": any(s == KAGGLE_SOURCE for _, s in sources),
+    }
+
+
+def _generators(stats: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
         {
             "model_id": m,
             "scheduler": s,
@@ -280,53 +312,14 @@ def render_dataset_card(
         }
         for (m, s, st, g, r), n in sorted(stats["generators"].items(), key=lambda kv: str(kv[0]))
     ]
-    tiny = set(TINY_MODEL_IDS.values())
-    noise = next((g["model_id"] for g in generators if g["model_id"] in tiny), None)
-    card = DatasetCard.from_template(
-        card_data,
-        template_path=str(TEMPLATE),
-        pretty_name=pretty_name,
-        noise_warning=noise,
-        model_repo=model_repo,
-        model_url=f"{endpoint}/{model_repo}" if model_repo else None,
-        total_rows=fmt_int(total),
-        class_names=[*CLASS_NAMES, *([UNKNOWN_CLASS] if unknown else [])],
-        brought=_brought(built),
-        encoding=_encoding_record(built),
-        composition=composition,
-        real_sources=[
-            {"name": s, "count": fmt_int(n)} for (lab, s), n in sorted(sources.items()) if lab == 1
-        ],
-        fake_sources=[
-            {"name": s, "count": fmt_int(n)} for (lab, s), n in sorted(sources.items()) if lab == 0
-        ],
-        kaggle=any(s == KAGGLE_SOURCE for _, s in sources),
-        generators=generators,
-        generator_table=generator_table(folder, stats),
-        study=study_table(study) if (study := dataset.study()) else None,
-        splits=SPLITS,
-        prompts=[
-            {"category": CLASS_NAMES[c], "prompt": p, "count": fmt_int(n)}
-            for (c, p), n in sorted(stats["prompts"].items())
-        ],
-        encoding_note=_encoding_note(stats["encodings"]),
-        encodings=[
-            {
-                "label": LABEL_NAMES[lab],
-                "format": f,
-                "quality": q,
-                "subsampling": sub,
-                "count": fmt_int(n),
-            }
-            for (lab, f, q, sub), n in sorted(
-                stats["encodings"].items(), key=lambda kv: (-kv[0][0], kv[0])
-            )
-        ],
-        duplicates=duplicates,
-        load_id=repo_id or str(folder),
-        citations=CITATIONS,
-    )
-    return card
+
+
+def _encodings(encodings: Counter[Any]) -> list[dict[str, Any]]:
+    return [
+        {"label": LABEL_NAMES[lab], "format": f, "quality": q, "subsampling": sub,
+         "count": fmt_int(n)}
+        for (lab, f, q, sub), n in sorted(encodings.items(), key=lambda kv: (-kv[0][0], kv[0]))
+    ]  # fmt: skip
 
 
 @writes("folder")

@@ -61,7 +61,7 @@ def render_model_card(
     endpoint: str = "https://huggingface.co",
 ) -> Any:
     """The card of a search run or of a recipe run (`cifake train`)."""
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+    from huggingface_hub import ModelCard, ModelCardData
 
     check_repo_ids(repo_id=repo_id, dataset_repo=dataset_repo)
     run = RunFolder(run_dir)
@@ -79,7 +79,47 @@ def render_model_card(
         )
     # A local folder is named by its last part: a card must not leak local paths.
     dataset_name = dataset_repo or Path(config.get("dataset") or "cifake").name
-    eval_results = [
+    report = EvaluationReport.of_run(run)
+    card_data = ModelCardData(
+        library_name="keras",
+        pipeline_tag="image-classification",
+        license="mit",
+        datasets=[dataset_repo] if dataset_repo else None,
+        metrics=list(CARD_METRICS),
+        tags=["keras", "cifake", "ai-generated-image-detection", "grad-cam"],
+        model_name=repo_id or "cifake-cnn",
+        eval_results=_eval_results(metrics, split, dataset_name)
+        + _condition_results(report, dataset_name),
+    )
+    study = run.study()
+    study_row = next(
+        (d for d in (study or {}).get("detectors", []) if d["name"] == run.path.name), None
+    )
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(TEMPLATE),
+        dataset_repo=dataset_repo,
+        dataset_url=f"{endpoint}/datasets/{dataset_repo}" if dataset_repo else None,
+        eval_note=eval_note,
+        eval_split=split,
+        m={k: _fmt_metric(k, metrics[k]) for k in (*CARD_METRICS, "average_precision", "loss")},
+        gradcam=_gradcam(GradcamSummary.of_run(run)),
+        evaluation=evaluation_summary(report),
+        study=study_table(study) if study else None,
+        study_plot=RunFolder.STUDY_PLOT,
+        study_row=" + ".join(study_row["trained_on"]) if study_row else None,
+        repo_id=repo_id or "NAMESPACE/MODEL",
+        selection_warning=test.selection_sentence,
+        citations=CITATIONS,
+        **model,
+    )
+
+
+def _eval_results(metrics: dict[str, Any], split: str, dataset_name: str) -> list[Any]:
+    """The headline numbers as model-index results."""
+    from huggingface_hub import EvalResult
+
+    return [
         EvalResult(
             task_type="image-classification",
             task_name="Real vs AI-generated image detection",
@@ -93,57 +133,25 @@ def render_model_card(
         for name in CARD_METRICS
         if metrics[name] is not None
     ]
-    card_data = ModelCardData(
-        library_name="keras",
-        pipeline_tag="image-classification",
-        license="mit",
-        datasets=[dataset_repo] if dataset_repo else None,
-        metrics=list(CARD_METRICS),
-        tags=["keras", "cifake", "ai-generated-image-detection", "grad-cam"],
-        model_name=repo_id or "cifake-cnn",
-        eval_results=eval_results,
-    )
-    gradcam = None
-    summary = GradcamSummary.of_run(run)
-    if summary is not None:
-        f = summary.faithfulness
-        gradcam = {
-            "method": METHOD_NAMES.get(summary.method, summary.method),
-            "layer": summary.layer,
-            "images": summary.images,
-            "split": summary.split,
-            "fraction": f"{f['fraction']:.0%}",
-            "drop_gradcam": fmt_change(f["mean_drop_gradcam"]),
-            "drop_random": fmt_change(f["mean_drop_random"]),
-            "faithful": f["mean_drop_gradcam"] > f["mean_drop_random"],
-            "sanity": _sanity(summary.sanity),
-            "claim": _claim(summary.claim),
-        }
-    report = EvaluationReport.of_run(run)
-    evaluation = evaluation_summary(report)
-    study = run.study()
-    study_row = next(
-        (d for d in (study or {}).get("detectors", []) if d["name"] == run.path.name), None
-    )
-    eval_results += _condition_results(report, dataset_name)
-    return ModelCard.from_template(
-        card_data,
-        template_path=str(TEMPLATE),
-        dataset_repo=dataset_repo,
-        dataset_url=f"{endpoint}/datasets/{dataset_repo}" if dataset_repo else None,
-        eval_note=eval_note,
-        eval_split=split,
-        m={k: _fmt_metric(k, metrics[k]) for k in (*CARD_METRICS, "average_precision", "loss")},
-        gradcam=gradcam,
-        evaluation=evaluation,
-        study=study_table(study) if study else None,
-        study_plot=RunFolder.STUDY_PLOT,
-        study_row=" + ".join(study_row["trained_on"]) if study_row else None,
-        repo_id=repo_id or "NAMESPACE/MODEL",
-        selection_warning=test.selection_sentence,
-        citations=CITATIONS,
-        **model,
-    )
+
+
+def _gradcam(summary: GradcamSummary | None) -> dict[str, Any] | None:
+    """The card's Grad-CAM section: method, deletion test, sanity check, the paper's claim."""
+    if summary is None:
+        return None
+    f = summary.faithfulness
+    return {
+        "method": METHOD_NAMES.get(summary.method, summary.method),
+        "layer": summary.layer,
+        "images": summary.images,
+        "split": summary.split,
+        "fraction": f"{f['fraction']:.0%}",
+        "drop_gradcam": fmt_change(f["mean_drop_gradcam"]),
+        "drop_random": fmt_change(f["mean_drop_random"]),
+        "faithful": f["mean_drop_gradcam"] > f["mean_drop_random"],
+        "sanity": _sanity(summary.sanity),
+        "claim": _claim(summary.claim),
+    }
 
 
 def _search_model(run: RunFolder) -> dict[str, Any]:

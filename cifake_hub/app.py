@@ -312,46 +312,8 @@ def build_app(detectors: Sequence[Detector], workdir: Path) -> Any:
     import gradio as gr
 
     names = [d.name for d in detectors]
-    by_name = {d.name: d for d in detectors}
     examples = sample_examples(workdir / "examples")
-
-    def detect(files: list[str] | None, cam_name: str, method: str, progress=gr.Progress()):  # noqa: B008
-        if not files:
-            raise gr.Error("upload at least one image")
-        analysis = analyse(detectors, files, lambda done, what: progress(done, desc=what))
-        message = (
-            f"{len(analysis.names)} file(s), {len(analysis.errors)} unusable: "
-            + "; ".join(analysis.errors)
-            if analysis.errors
-            else f"{len(analysis.names)} file(s) read"
-        )
-        seen = [
-            (zoom(analysis.pixels[k]), analysis.names[i] + (" (resized to 32x32)" if
-             analysis.predictions[names[0]][i].resized else ""))
-            for k, i in enumerate(analysis.readable)
-        ]  # fmt: skip
-        cams = cam_overlays(by_name[cam_name], analysis, method)
-        choices = [analysis.names[i] for i in analysis.readable]
-        pick = gr.Dropdown(choices=choices, value=choices[0] if choices else None)
-        return (
-            message,
-            results_table(analysis, detectors),
-            seen,
-            cams,
-            analysis.records(detectors),
-            analysis,
-            pick,
-        )
-
-    def recam(analysis: Analysis | None, cam_name: str, method: str):
-        return cam_overlays(by_name[cam_name], analysis, method) if analysis else []
-
-    def explore(analysis: Analysis | None, choice: str | None):
-        if analysis is None or choice is None:
-            return [], []
-        k = [analysis.names[i] for i in analysis.readable].index(choice)
-        return what_if(detectors, analysis.pixels[k])
-
+    detect, recam, explore = _handlers(detectors)
     with gr.Blocks(title="cifake: is this image generated?") as demo:
         gr.Markdown(INTRO)
         state = gr.State(None)
@@ -382,33 +344,8 @@ def build_app(detectors: Sequence[Detector], workdir: Path) -> Any:
                 label="Examples from the embedded sample (CIFAKE train: the shipped detectors "
                 "trained on these)",
             )
-        with gr.Tab("What if", elem_id="tab-whatif"):
-            gr.Markdown(
-                "The image after the conditions of `cifake evaluate` (JPEG, blur, resize, "
-                "noise), and each detector's answer on it."
-            )
-            pick = gr.Dropdown([], label="Image", elem_id="whatif-pick")
-            changed = gr.Gallery(label="Changed images", columns=7, elem_id="whatif-images")
-            answers = gr.Dataframe(
-                headers=["condition"]
-                + [h for d in detectors for h in (f"{d.name} P(FAKE)", f"{d.name} label")]
-                + ["definition"],
-                interactive=False, elem_id="whatif-table",
-            )  # fmt: skip
-        with gr.Tab("Model", elem_id="tab-model"):
-            for det in detectors:
-                gr.Markdown(model_summary(det))
-                plot = robustness_plot(det)
-                if plot is not None:
-                    gr.Image(str(plot), label=f"{det.name}: robustness", show_label=True)
-                if det.evaluation is not None:
-                    gr.Dataframe(
-                        robustness_rows(det.evaluation),
-                        headers=ROBUSTNESS_HEADERS,
-                        interactive=False, elem_id=f"robustness-{det.name}",
-                    )  # fmt: skip
-                with gr.Accordion(f"{det.name}: card", open=False):
-                    gr.Markdown(card_text(det))
+        pick, changed, answers = _what_if_tab(detectors)
+        _model_tab(detectors)
         outputs = [status, table, seen, cams, records, state, pick]
         inputs = [files, cam_name, method]
         button.click(detect, inputs, outputs, api_name="detect")
@@ -418,6 +355,87 @@ def build_app(detectors: Sequence[Detector], workdir: Path) -> Any:
         cam_name.change(recam, [state, cam_name, method], [cams], api_visibility="private")
         pick.change(explore, [state, pick], [changed, answers], api_visibility="private")
     return demo
+
+
+def _handlers(detectors: Sequence[Detector]) -> tuple[Callable[..., Any], ...]:
+    """The app's event handlers: detect (the uploads), recam (another CAM) and explore (the
+    what-if conditions on one image)."""
+    import gradio as gr
+
+    names = [d.name for d in detectors]
+    by_name = {d.name: d for d in detectors}
+
+    def detect(files: list[str] | None, cam_name: str, method: str, progress=gr.Progress()):  # noqa: B008
+        if not files:
+            raise gr.Error("upload at least one image")
+        analysis = analyse(detectors, files, lambda done, what: progress(done, desc=what))
+        message = (
+            f"{len(analysis.names)} file(s), {len(analysis.errors)} unusable: "
+            + "; ".join(analysis.errors)
+            if analysis.errors
+            else f"{len(analysis.names)} file(s) read"
+        )
+        seen = [
+            (zoom(analysis.pixels[k]), analysis.names[i] + (" (resized to 32x32)" if
+             analysis.predictions[names[0]][i].resized else ""))
+            for k, i in enumerate(analysis.readable)
+        ]  # fmt: skip
+        cams = cam_overlays(by_name[cam_name], analysis, method)
+        choices = [analysis.names[i] for i in analysis.readable]
+        pick = gr.Dropdown(choices=choices, value=choices[0] if choices else None)
+        table = results_table(analysis, detectors)
+        return message, table, seen, cams, analysis.records(detectors), analysis, pick
+
+    def recam(analysis: Analysis | None, cam_name: str, method: str):
+        return cam_overlays(by_name[cam_name], analysis, method) if analysis else []
+
+    def explore(analysis: Analysis | None, choice: str | None):
+        if analysis is None or choice is None:
+            return [], []
+        k = [analysis.names[i] for i in analysis.readable].index(choice)
+        return what_if(detectors, analysis.pixels[k])
+
+    return detect, recam, explore
+
+
+def _what_if_tab(detectors: Sequence[Detector]) -> tuple[Any, Any, Any]:
+    """The What if tab: (the image picker, the changed images, the answers table)."""
+    import gradio as gr
+
+    with gr.Tab("What if", elem_id="tab-whatif"):
+        gr.Markdown(
+            "The image after the conditions of `cifake evaluate` (JPEG, blur, resize, "
+            "noise), and each detector's answer on it."
+        )
+        pick = gr.Dropdown([], label="Image", elem_id="whatif-pick")
+        changed = gr.Gallery(label="Changed images", columns=7, elem_id="whatif-images")
+        answers = gr.Dataframe(
+            headers=["condition"]
+            + [h for d in detectors for h in (f"{d.name} P(FAKE)", f"{d.name} label")]
+            + ["definition"],
+            interactive=False, elem_id="whatif-table",
+        )  # fmt: skip
+    return pick, changed, answers
+
+
+def _model_tab(detectors: Sequence[Detector]) -> None:
+    """The Model tab: each detector's threshold, robustness plot and table, and card."""
+    import gradio as gr
+
+    with gr.Tab("Model", elem_id="tab-model"):
+        for det in detectors:
+            gr.Markdown(model_summary(det))
+            plot = robustness_plot(det)
+            if plot is not None:
+                gr.Image(str(plot), label=f"{det.name}: robustness", show_label=True)
+            if det.evaluation is not None:
+                gr.Dataframe(
+                    robustness_rows(det.evaluation),
+                    headers=ROBUSTNESS_HEADERS,
+                    interactive=False, elem_id=f"robustness-{det.name}",
+                )  # fmt: skip
+            with gr.Accordion(f"{det.name}: card", open=False):
+                gr.Markdown(card_text(det))
 
 
 def launch(demo: Any, host: str, port: int, workdir: Path) -> str:

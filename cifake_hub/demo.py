@@ -92,30 +92,54 @@ class JobResult:
 def run_job(out: str | Path, cfg: JobConfig, say: Callable[[str], None] = print) -> JobResult:
     """The main job into the job folder ``out``. With ``cfg.endpoint``, set ``HF_ENDPOINT``
     before importing huggingface_hub or datasets (`cifake demo` does)."""
-    from cifake_hub.builders.kaggle import ImportConfig, import_kaggle
     from cifake_hub.cards.dataset_card import write_dataset_card
     from cifake_hub.cards.model_card import write_model_card
     from cifake_hub.explain.run import ExplainConfig, explain_run
-    from cifake_hub.hub.publish import PUBLISH_TREE_KIND, dry_run, publish
-    from cifake_hub.hub.session import PublishConfig
-    from cifake_hub.training.leakage import overlap
-    from cifake_hub.training.models import copy_shipped
+    from cifake_hub.hub.publish import PUBLISH_TREE_KIND
     from cifake_hub.training.run_folder import RunFolder
-    from cifake_hub.training.search import SearchConfig, run_search
 
     out = claim(out, JOB_KIND)
     # Refuse now, not after the training, a publish folder cifake cannot replace.
     check_replaceable(out / PUBLISH_DIR, PUBLISH_TREE_KIND, overwrite=True, what="--out")
     cfg.save(out / CONFIG_FILE)
+    dataset = _dataset(out, cfg, say)
+    run = _detector(out, cfg, dataset, say)
+    say(f"3/5 Grad-CAM and the deletion test on {cfg.explain_n} test images")
+    explain_run(run, ExplainConfig(dataset=str(dataset), split="test", n=cfg.explain_n))
+    say("4/5 dataset and model cards")
+    data_repo, model_repo = (
+        (cfg.dataset_repo, cfg.model_repo) if cfg.publishes else PLACEHOLDER_REPOS
+    )
+    dataset_card = write_dataset_card(dataset, repo_id=data_repo, model_repo=model_repo)
+    model_card = write_model_card(run, repo_id=model_repo, dataset_repo=data_repo)
+    published = _publish(out, cfg, dataset, run, str(data_repo), str(model_repo), say)
+    folder = RunFolder(run)
+    return JobResult(dataset, run, dataset_card, model_card, folder.figure6, folder.model,
+                     published)  # fmt: skip
+
+
+def _dataset(out: Path, cfg: JobConfig, say: Callable[[str], None]) -> Path:
+    """Step 1: the dataset folder given, or the Kaggle zip (default: the sample) imported."""
+    from cifake_hub.builders.kaggle import ImportConfig, import_kaggle
+
     src = Path(cfg.src) if cfg.src else SAMPLE
     if DatasetFolder(src).exists():
         # Its card is rendered in step 4: cifake writes only into folders it made.
         dataset = DatasetFolder(src).require_ours().path
         say(f"1/5 using the dataset folder {dataset}")
-    else:
-        dataset = out / ("cifake-sample" if cfg.src is None else "cifake")
-        say(f"1/5 importing {src} into {dataset}")
-        import_kaggle(ImportConfig(src=str(src), out=str(dataset)), overwrite=True)
+        return dataset
+    dataset = out / ("cifake-sample" if cfg.src is None else "cifake")
+    say(f"1/5 importing {src} into {dataset}")
+    import_kaggle(ImportConfig(src=str(src), out=str(dataset)), overwrite=True)
+    return dataset
+
+
+def _detector(out: Path, cfg: JobConfig, dataset: Path, say: Callable[[str], None]) -> Path:
+    """Step 2: a shipped detector copied in, or the search run; its run folder."""
+    from cifake_hub.training.leakage import overlap
+    from cifake_hub.training.models import copy_shipped
+    from cifake_hub.training.search import SearchConfig, run_search
+
     if cfg.detector is not None:
         run = out / f"run-{cfg.detector}"
         say(f"2/5 the shipped detector {cfg.detector!r} into {run} (no training)")
@@ -127,47 +151,45 @@ def run_job(out: str | Path, cfg: JobConfig, say: Callable[[str], None] = print)
                 f"{cfg.detector!r}'s training data (the embedded sample comes from the Kaggle "
                 "train split): its scores on them say nothing about new images"
             )
-    else:
-        run = out / "run"
-        search: dict[str, Any] = (
-            {"topology": QUICK_TOPOLOGY, "epochs": cfg.epochs, "batch_size": 32}
-            if cfg.search == "quick"
-            else {}
-        )
-        what = f"{QUICK_TOPOLOGY} ({cfg.epochs} epochs)" if search else "all 36 topologies"
-        say(f"2/5 training {what} into {run}")
-        run_search(dataset, run, SearchConfig(**search), say=say)
-    say(f"3/5 Grad-CAM and the deletion test on {cfg.explain_n} test images")
-    explain_run(run, ExplainConfig(dataset=str(dataset), split="test", n=cfg.explain_n))
-    say("4/5 dataset and model cards")
-    data_repo, model_repo = (
-        (cfg.dataset_repo, cfg.model_repo) if cfg.publishes else PLACEHOLDER_REPOS
+        return run
+    run = out / "run"
+    search: dict[str, Any] = (
+        {"topology": QUICK_TOPOLOGY, "epochs": cfg.epochs, "batch_size": 32}
+        if cfg.search == "quick"
+        else {}
     )
-    dataset_card = write_dataset_card(dataset, repo_id=data_repo, model_repo=model_repo)
-    model_card = write_model_card(run, repo_id=model_repo, dataset_repo=data_repo)
+    what = f"{QUICK_TOPOLOGY} ({cfg.epochs} epochs)" if search else "all 36 topologies"
+    say(f"2/5 training {what} into {run}")
+    run_search(dataset, run, SearchConfig(**search), say=say)
+    return run
+
+
+def _publish(
+    out: Path,
+    cfg: JobConfig,
+    dataset: Path,
+    run: Path,
+    data_repo: str,
+    model_repo: str,
+    say: Callable[[str], None],
+) -> str:
+    """Step 5: publish (with repo ids) or a dry run into the job folder; where it went."""
+    from cifake_hub.hub.publish import dry_run, publish
+    from cifake_hub.hub.session import PublishConfig
+
     publish_cfg = PublishConfig(
         dataset=str(dataset),
-        dataset_repo=str(data_repo),
+        dataset_repo=data_repo,
         run=str(run),
-        model_repo=str(model_repo),
+        model_repo=model_repo,
         private=cfg.private,
         endpoint=cfg.endpoint,
     )
     if cfg.publishes:
         say(f"5/5 cifake-publish to {publish_cfg.hub}")
         results, _ = publish(publish_cfg, say=say)
-        published = "  ".join(p.url for p in results)
-    else:
-        tree = out / PUBLISH_DIR
-        say(f"5/5 cifake-publish --dry-run into {tree} (give repo ids to publish)")
-        dry_run(publish_cfg, tree)
-        published = str(tree)
-    return JobResult(
-        dataset,
-        run,
-        dataset_card,
-        model_card,
-        RunFolder(run).figure6,
-        RunFolder(run).model,
-        published,
-    )
+        return "  ".join(p.url for p in results)
+    tree = out / PUBLISH_DIR
+    say(f"5/5 cifake-publish --dry-run into {tree} (give repo ids to publish)")
+    dry_run(publish_cfg, tree)
+    return str(tree)

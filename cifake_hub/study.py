@@ -123,29 +123,12 @@ def run_study(
 ) -> StudyOutcome:
     """The study into ``config.out`` (see the module docstring); ``progress`` is a training
     :class:`~cifake_hub.training.search.Progress` shared by every detector."""
-    from cifake_hub.training.data import (
-        generator_index,
-        labels_and_classes,
-        load_splits,
-        to_arrays,
-    )
+    from cifake_hub.training.data import labels_and_classes, load_splits, to_arrays
 
     say = say or (lambda _msg: None)
     splits = load_splits(config.dataset)
-    missing = [s for s in ("train", "test") if s not in splits]
-    if missing:
-        raise DatasetFolderError(
-            f"{config.dataset} has no {missing[0]!r} split; a study needs train and test"
-        )
     names = dataset_generators(splits["train"].features)
-    train_gen, test_gen = (generator_index(splits[s]) for s in ("train", "test"))
-    used = sorted(set(train_gen[train_gen >= 0].tolist()) & set(test_gen[test_gen >= 0].tolist()))
-    if len(used) < 2:
-        raise ConfigError(
-            f"{config.dataset} has FAKE train and test rows of {len(used)} generator(s) "
-            f"({', '.join(names) or 'no generator column'}); a study needs two or more: build "
-            "one with `cifake build --generator A --generator B`"
-        )
+    used, train_gen, test_gen = _generators_in_both(config, splits, names)
     folder = StudyFolder(claim(config.out, StudyFolder.KIND))
     config.save(folder.file(StudyFolder.CONFIG))
 
@@ -191,6 +174,29 @@ def run_study(
     _write(folder, record)
     _attach(folder, record, config, say)
     return StudyOutcome(folder.path, record)
+
+
+def _generators_in_both(
+    config: StudyConfig, splits: Any, names: tuple[str, ...]
+) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """(the generators with FAKE rows in train and in test, each train row's generator, each
+    test row's), refusing a dataset a study cannot compare on."""
+    from cifake_hub.training.data import generator_index
+
+    missing = [s for s in ("train", "test") if s not in splits]
+    if missing:
+        raise DatasetFolderError(
+            f"{config.dataset} has no {missing[0]!r} split; a study needs train and test"
+        )
+    train_gen, test_gen = (generator_index(splits[s]) for s in ("train", "test"))
+    used = sorted(set(train_gen[train_gen >= 0].tolist()) & set(test_gen[test_gen >= 0].tolist()))
+    if len(used) < 2:
+        raise ConfigError(
+            f"{config.dataset} has FAKE train and test rows of {len(used)} generator(s) "
+            f"({', '.join(names) or 'no generator column'}); a study needs two or more: build "
+            "one with `cifake build --generator A --generator B`"
+        )
+    return used, train_gen, test_gen
 
 
 def _train_rows(

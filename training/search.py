@@ -158,13 +158,7 @@ class SearchRunner:
         )
         self.progress.topology_started(topology.name, self.index, self.total, cfg.epochs)
         epoch_seconds: list[float] = []
-        callbacks = [_epoch_callback(self.progress, epoch_seconds)]
-        if cfg.patience:
-            callbacks.append(
-                keras.callbacks.EarlyStopping(
-                    monitor="val_loss", patience=cfg.patience, restore_best_weights=True
-                )
-            )
+        callbacks = self._callbacks(epoch_seconds)
         train, val = self.data.train, self.data.validation
         start = time.perf_counter()
         history = model.fit(
@@ -202,6 +196,18 @@ class SearchRunner:
         _append_line(self.run.results_path, result.to_dict())
         self.progress.topology_ended(result, skipped=False)
         return result
+
+    def _callbacks(self, epoch_seconds: list[float]) -> list[Any]:
+        """Progress and epoch times; early stopping on validation loss, best weights kept."""
+        keras = import_keras()
+        callbacks = [_epoch_callback(self.progress, epoch_seconds)]
+        if self.config.patience:
+            callbacks.append(
+                keras.callbacks.EarlyStopping(
+                    monitor="val_loss", patience=self.config.patience, restore_best_weights=True
+                )
+            )
+        return callbacks
 
     def _test(self) -> Arrays:
         if self.data.test is None:

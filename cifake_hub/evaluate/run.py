@@ -136,18 +136,63 @@ def evaluate_model(
 ) -> Evaluated:
     """Evaluate the detector ``model_spec`` (see the module docstring) into ``out`` (default:
     the run folder's ``evaluation/``)."""
-    from cifake_hub.training.data import (
-        DataOptions,
-        labels_and_classes,
-        load_splits,
-        stratified_subset,
-        to_arrays,
-    )
-    from cifake_hub.training.leakage import seen_in_training, training_hashes
-    from cifake_hub.training.models import load_model, resolve_model, shipped_run
+    from cifake_hub.training.models import load_model, resolve_model
 
     say = say or (lambda _msg: None)
     conditions = config.parsed_conditions()
+    run, folder, target = _where(model_spec, out)
+    settings = run.config() if run and run.exists() else {}  # the run's search settings
+    dataset = config.dataset or settings.get("dataset")
+    if not dataset:
+        raise ConfigError("give --dataset: the model does not say which dataset it was made on")
+    model = load_model(resolve_model(model_spec))
+
+    clock = {"start": time.perf_counter()}
+    say("decoding the dataset")
+    rows = _rows(dataset, config, run)
+    validation, leaked = _leakage(rows, folder if run is not None else None, config, say)
+    clock["conditions"] = time.perf_counter()
+    results, probs = _score(model, conditions, rows, leaked, config, say)
+    clock["bootstrap"] = time.perf_counter()
+    if config.bootstrap:
+        say(f"bootstrap intervals ({config.bootstrap} resamples per condition)")
+        for name, result in results.items():
+            result["interval_95"] = calibration.bootstrap(
+                rows.y, probs[name], config.bootstrap, config.seed
+            )
+    clock["end"] = time.perf_counter()
+    y, clean_prob = rows.y, probs["clean"]
+    report: dict[str, Any] = {
+        "model": str(model_spec),
+        "dataset": str(dataset),
+        "split": config.split,
+        "fingerprint": dataset_fingerprint(rows.ds),
+        "rows": int(len(y)),
+        "config": config.to_dict(),
+        "conditions": _with_drops(results),
+        "calibration": _calibration(y, clean_prob, model, validation, config, rows.same_as_train),
+        "leakage": {
+            "rows_also_in_train": int(leaked.sum()),
+            "by_label": {LABEL_NAMES[v]: int(leaked[y == v].sum()) for v in (0, 1)},
+            "rows": [int(r) for r in rows.rows[leaked]],
+        },
+        "per_class": _per_class(y, rows.category, clean_prob),
+        "per_generator": per_generator(y, rows.generators, clean_prob),
+        "seconds": {
+            "decoding_and_leakage": clock["conditions"] - clock["start"],
+            "conditions": clock["bootstrap"] - clock["conditions"],
+            "bootstrap": clock["end"] - clock["bootstrap"],
+        },
+    }
+    _write(target, report, model, config)
+    return Evaluated(target, report)
+
+
+def _where(model_spec: str | Path, out: str | Path | None) -> tuple[RunFolder | None, Path, Path]:
+    """(the model's run folder if it has one, its folder, the evaluation folder to write),
+    refusing now, not after the work, a folder another process writes."""
+    from cifake_hub.training.models import shipped_run
+
     shipped = shipped_run(model_spec)
     folder = shipped or Path(model_spec)
     run = RunFolder(folder) if folder.is_dir() else None
@@ -158,17 +203,39 @@ def evaluate_model(
         out = run.path / RunFolder.EVALUATION
     target = output_path(out)
     with output_lock(target, "evaluation folder"):
-        pass  # refuse now, not after the work, when another process writes it
-    settings = run.config() if run and run.exists() else {}  # the run's search settings
-    dataset = config.dataset or settings.get("dataset")
-    if not dataset:
-        raise ConfigError("give --dataset: the model does not say which dataset it was made on")
-    model = load_model(resolve_model(model_spec))
+        pass
+    return run, folder, target
 
-    clock = {"start": time.perf_counter()}
-    say("decoding the dataset")
+
+@dataclass
+class _Rows:
+    """The rows evaluated, decoded, and where they come from."""
+
+    splits: Any  # the dataset's splits
+    ds: Any  # the split evaluated
+    rows: np.ndarray  # its row indices
+    x: np.ndarray
+    y: np.ndarray
+    category: np.ndarray
+    generators: np.ndarray
+    held: np.ndarray | None  # the run's validation slice of train (rows it never trained on)
+
+    @property
+    def same_as_train(self) -> bool:
+        return self.held is not None and self.ds is self.splits["train"]
+
+
+def _rows(dataset: str, config: EvaluateConfig, run: RunFolder | None) -> _Rows:
+    from cifake_hub.training.data import (
+        DataOptions,
+        labels_and_classes,
+        load_splits,
+        stratified_subset,
+        to_arrays,
+    )
+
     splits = load_splits(dataset)
-    held = None  # the run's validation slice of train: rows the model was not trained on
+    held = None
     if "train" in splits:
         tl, tc = labels_and_classes(splits["train"])
         if run and run.exists():
@@ -182,41 +249,65 @@ def evaluate_model(
         pool_rows = np.arange(ds.num_rows)
     else:
         raise ConfigError(f"dataset {dataset} has no {config.split!r} split; it has {list(splits)}")
-    label_all, category_all = labels_and_classes(ds)
     rows = pool_rows
     if config.max_rows is not None:
+        label_all, category_all = labels_and_classes(ds)
         pick = stratified_subset(
             label_all[pool_rows], category_all[pool_rows], config.max_rows, seed=config.seed
         )
         rows = pool_rows[pick]
     arrays = to_arrays(ds, rows)
-    x, y, category = arrays.x, arrays.y, arrays.category
+    y = arrays.y
     if len(set(y.tolist())) < 2:
         raise ConfigError(
             f"the {config.split!r} rows hold only {LABEL_NAMES[int(y[0])]} images; evaluating "
             "a detector needs both labels"
         )
     generators = row_generators(ds, rows, y)
+    return _Rows(splits, ds, rows, arrays.x, y, arrays.category, generators, held)
+
+
+def _leakage(
+    rows: _Rows, folder: Path | None, config: EvaluateConfig, say: Callable[[str], None]
+) -> tuple[Any, np.ndarray]:
+    """(the validation slice's arrays or None, which evaluated rows the model trained on)."""
+    from cifake_hub.training.data import Arrays, to_arrays
+    from cifake_hub.training.leakage import seen_in_training, training_hashes
 
     validation = None
-    leaked = np.zeros(len(y), dtype=bool)
-    same_rows = held is not None and ds is splits["train"]
-    if held is not None and config.split != "train":
+    leaked = np.zeros(len(rows.y), dtype=bool)
+    if rows.held is not None and config.split != "train":
         say("decoding the validation slice and hashing train for leakage")
-        validation = arrays if same_rows else to_arrays(splits["train"], held)
+        train = rows.splits["train"]
         # Leakage: pixels of the rows the model trained on (train less its validation slice).
-        trained = np.setdiff1d(np.arange(len(tl)), held) if same_rows else None
-        train_hashes = set(pixel_hashes(to_arrays(splits["train"], trained).x))
-        leaked = np.array([h in train_hashes for h in pixel_hashes(x)], dtype=bool)
-    recorded = training_hashes(folder) if run is not None else None
+        trained = None
+        if rows.same_as_train:
+            validation = Arrays(rows.x, rows.y, rows.category)
+            trained = np.setdiff1d(np.arange(train.num_rows), rows.held)
+        else:
+            validation = to_arrays(train, rows.held)
+        train_hashes = set(pixel_hashes(to_arrays(train, trained).x))
+        leaked = np.array([h in train_hashes for h in pixel_hashes(rows.x)], dtype=bool)
+    recorded = training_hashes(folder) if folder is not None else None
     if recorded is not None:
         # The rows the model itself trained on, whatever dataset it is scored on now (a
         # shipped detector scored on the embedded sample, which comes from its train split).
-        leaked |= seen_in_training(recorded, x)
+        leaked |= seen_in_training(recorded, rows.x)
+    return validation, leaked
 
+
+def _score(
+    model: Any,
+    conditions: list[Condition],
+    rows: _Rows,
+    leaked: np.ndarray,
+    config: EvaluateConfig,
+    say: Callable[[str], None],
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Every condition's scores and P(REAL) per row."""
+    x, y = rows.x, rows.y
     results: dict[str, Any] = {}
     probs: dict[str, np.ndarray] = {}
-    clock["conditions"] = time.perf_counter()
     with ThreadPoolExecutor(1) as pool:
         # A thread degrades the next condition while the model predicts this one: Pillow,
         # libjpeg-turbo, NumPy and TensorFlow release the GIL in their loops, and a thread
@@ -224,62 +315,37 @@ def evaluate_model(
         pending: Future[np.ndarray] | None = None
         for i, condition in enumerate(conditions):
             say(f"condition {i + 1}/{len(conditions)}: {condition.name}")
-            degraded = pending.result() if pending is not None else condition.apply(x, rows)
+            degraded = pending.result() if pending is not None else condition.apply(x, rows.rows)
             nxt = conditions[i + 1] if i + 1 < len(conditions) else None
-            pending = pool.submit(nxt.apply, x, rows) if nxt is not None else None
+            pending = pool.submit(nxt.apply, x, rows.rows) if nxt is not None else None
             prob = _check_detector(predict_batches(model, degraded, config.batch_size))
             probs[condition.name] = prob
             results[condition.name] = _condition_result(condition, y, prob, leaked)
-    clock["bootstrap"] = time.perf_counter()
-    if config.bootstrap:
-        say(f"bootstrap intervals ({config.bootstrap} resamples per condition)")
-        for name, result in results.items():
-            result["interval_95"] = calibration.bootstrap(
-                y, probs[name], config.bootstrap, config.seed
-            )
-    clock["end"] = time.perf_counter()
-    clean = results["clean"]
+    return results, probs
+
+
+def _with_drops(results: dict[str, Any]) -> dict[str, Any]:
+    """Each condition's drop against clean, in accuracy and ROC AUC."""
+    clean = results["clean"]["metrics"]
     for r in results.values():
         r["drop"] = {
-            k: None
-            if r["metrics"][k] is None or clean["metrics"][k] is None
-            else clean["metrics"][k] - r["metrics"][k]
+            k: None if r["metrics"][k] is None or clean[k] is None else clean[k] - r["metrics"][k]
             for k in ("accuracy", "roc_auc")
         }
+    return results
 
-    report: dict[str, Any] = {
-        "model": str(model_spec),
-        "dataset": str(dataset),
-        "split": config.split,
-        "fingerprint": dataset_fingerprint(ds),
-        "rows": int(len(y)),
-        "config": config.to_dict(),
-        "conditions": results,
-        "calibration": _calibration(y, probs["clean"], model, validation, config, same_rows),
-        "leakage": {
-            "rows_also_in_train": int(leaked.sum()),
-            "by_label": {LABEL_NAMES[v]: int(leaked[y == v].sum()) for v in (0, 1)},
-            "rows": [int(r) for r in rows[leaked]],
-        },
-        "per_class": _per_class(y, category, probs["clean"]),
-        "per_generator": per_generator(y, generators, probs["clean"]),
-        "seconds": {
-            "decoding_and_leakage": clock["conditions"] - clock["start"],
-            "conditions": clock["bootstrap"] - clock["conditions"],
-            "bootstrap": clock["end"] - clock["bootstrap"],
-        },
-    }
+
+def _write(target: Path, report: dict[str, Any], model: Any, config: EvaluateConfig) -> None:
+    from cifake_hub.evaluate import render
+
     with Replacement(target, EVALUATION_KIND, overwrite=True, what="evaluation folder") as staged:
         (staged / RunFolder.EVALUATION_REPORT).write_text(json_text(report))
-        from cifake_hub.evaluate import render
-
         render.robustness(EvaluationReport.from_dict(report), staged / render.ROBUSTNESS)
         render.reliability_diagram(report["calibration"], staged / render.RELIABILITY)
         render.per_class(report["per_class"], staged / render.PER_CLASS)
         if config.calibrate:
             t = report["calibration"]["temperature"]
             calibrated_model(model, t).save(staged / CALIBRATED_MODEL)
-    return Evaluated(target, report)
 
 
 def row_generators(ds: Any, rows: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -68,72 +68,21 @@ def dataset_of_run(run_dir: str | Path) -> str:
 @writes("run_dir")
 def explain_run(run_dir: str | Path, config: ExplainConfig) -> GradcamSummary:
     from cifake_hub.explain.gradcam import deletion_test, gradcam, resolve_layers
-    from cifake_hub.explain.render import figure6, gallery
     from cifake_hub.training.backend import import_keras
-    from cifake_hub.training.data import (
-        labels_and_classes,
-        load_splits,
-        stratified_subset,
-        to_arrays,
-    )
 
     run = RunFolder(run_dir)
     if config.dataset is None:
         config = dataclasses.replace(config, dataset=dataset_of_run(run_dir))
     keras = import_keras()
     model = keras.saving.load_model(run.require_model())
-    splits = load_splits(config.dataset)
-    split = config.split or ("test" if "test" in splits else "validation")
-    if split == "validation" and "validation" not in splits and "train" in splits:
-        # The run's own validation slice of train: images the model was not trained on.
-        ds = splits["train"]
-        label, category = labels_and_classes(ds)
-        pool = run.validation_rows(label, category)
-    elif split in splits:
-        ds = splits[split]
-        label, category = labels_and_classes(ds)
-        pool = np.arange(label.size)
-    else:
-        raise CifakeError(f"dataset {config.dataset} has no {split!r} split; it has {list(splits)}")
-    rows = pool[stratified_subset(label[pool], category[pool], config.n, seed=config.seed)]
-    arrays = to_arrays(ds, rows)
-
+    split, rows, arrays = _sample(run, config)
     layers = resolve_layers(model, config.layer)
     result = gradcam(model, arrays.x, layer=layers[-1], method=config.method)
     # The folder is replaced whole, and only if cifake wrote all of it (cifake_hub.outputs).
     with Replacement(
         run.gradcam_dir, RunFolder.GRADCAM_KIND, overwrite=True, what="Grad-CAM folder"
     ) as out:
-        figure6(
-            arrays.x,
-            arrays.y,
-            arrays.category,
-            result.heatmaps,
-            result.probability,
-            out / RunFolder.FIGURE6,
-            alpha=config.alpha,
-        )
-        shown = min(config.gallery, len(rows))
-        captions = [
-            f"{class_name(int(arrays.category[i]))}, {LABEL_NAMES[arrays.y[i]]}: "
-            f"P(REAL)={result.probability[i]:.2f}, explains {LABEL_NAMES[result.explained[i]]}"
-            for i in range(shown)
-        ]
-        gallery(
-            arrays.x[:shown],
-            result.heatmaps[:shown],
-            captions,
-            out / RunFolder.GALLERY,
-            alpha=config.alpha,
-        )
-        np.savez_compressed(
-            out / RunFolder.HEATMAPS,
-            heatmaps=result.heatmaps,
-            probability=result.probability,
-            label=arrays.y,
-            category=arrays.category,
-            row=rows,
-        )
+        _pictures(arrays, rows, result, config, out)
         faithfulness = deletion_test(
             model, arrays.x, fraction=config.deletion_fraction, seed=config.seed
         )
@@ -158,6 +107,57 @@ def explain_run(run_dir: str | Path, config: ExplainConfig) -> GradcamSummary:
         (out / RunFolder.GRADCAM_SUMMARY).write_text(json_text(dataclasses.asdict(summary)))
         config.save(out / RunFolder.GRADCAM_CONFIG)
     return summary
+
+
+def _sample(run: RunFolder, config: ExplainConfig) -> tuple[str, np.ndarray, Any]:
+    """(the split, the row indices, their arrays): a stratified sample of ``config.n`` images
+    of the split, or of the run's validation slice of train (images it never trained on)."""
+    from cifake_hub.training.data import (
+        labels_and_classes,
+        load_splits,
+        stratified_subset,
+        to_arrays,
+    )
+
+    splits = load_splits(config.dataset)
+    split = config.split or ("test" if "test" in splits else "validation")
+    if split == "validation" and "validation" not in splits and "train" in splits:
+        ds = splits["train"]
+        label, category = labels_and_classes(ds)
+        pool = run.validation_rows(label, category)
+    elif split in splits:
+        ds = splits[split]
+        label, category = labels_and_classes(ds)
+        pool = np.arange(label.size)
+    else:
+        raise CifakeError(f"dataset {config.dataset} has no {split!r} split; it has {list(splits)}")
+    rows = pool[stratified_subset(label[pool], category[pool], config.n, seed=config.seed)]
+    return split, rows, to_arrays(ds, rows)
+
+
+def _pictures(arrays: Any, rows: np.ndarray, result: Any, config: ExplainConfig, out: Path) -> None:
+    """Figure 6, the captioned gallery and the maps themselves (heatmaps.npz)."""
+    from cifake_hub.explain.render import figure6, gallery
+
+    x, y, category = arrays.x, arrays.y, arrays.category
+    figure6(x, y, category, result.heatmaps, result.probability, out / RunFolder.FIGURE6,
+            alpha=config.alpha)  # fmt: skip
+    shown = min(config.gallery, len(rows))
+    captions = [
+        f"{class_name(int(category[i]))}, {LABEL_NAMES[y[i]]}: "
+        f"P(REAL)={result.probability[i]:.2f}, explains {LABEL_NAMES[result.explained[i]]}"
+        for i in range(shown)
+    ]
+    gallery(x[:shown], result.heatmaps[:shown], captions, out / RunFolder.GALLERY,
+            alpha=config.alpha)  # fmt: skip
+    np.savez_compressed(
+        out / RunFolder.HEATMAPS,
+        heatmaps=result.heatmaps,
+        probability=result.probability,
+        label=y,
+        category=category,
+        row=rows,
+    )
 
 
 def _sanity(

@@ -186,59 +186,25 @@ def train_generator(
     say("decoding the REAL train rows")
     images, classes = real_train_images(dataset, config.max_images, config.seed)
     config.save(folder.config_path)
-    info = family_info(config.family)
-    preset = dataclasses.replace(
-        info.presets[config.preset], width=config.width, latent=config.latent
-    )
-    torch.manual_seed(config.seed)
-    trainer = Trainer(config.family, preset, float(config.lr or 0))
-    history: list[dict[str, Any]] = []
-    start = 0
-    if state is not None:
-        trainer.load_state_dict(state["trainer"])
-        history, start = list(state["history"]), int(state["epoch"])
-        say(f"resuming after epoch {start} of {config.epochs}")
+    trainer, history, start = _trainer(config, state, say)
     x_all = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()  # uint8, NCHW
     y_all = torch.from_numpy(np.where(classes < 0, 0, classes))
-    n, batch = len(x_all), int(config.batch_size or 0)
-    batches = max(n // batch, 1)  # the last partial batch is dropped (BatchNorm, GAN balance)
-    sampler = Sampler(
-        config.family,
-        {r: trainer.nets[r] for r in SAMPLER_NETS[config.family]},
-        config.latent,
-        config.sampler_steps,
-    )
-    preview = Sampler(
-        sampler.family, sampler.nets, sampler.latent, min(sampler.steps, PREVIEW_STEPS)
-    )
-    epochs = int(config.epochs or 0)
+    nets = {r: trainer.nets[r] for r in SAMPLER_NETS[config.family]}
+    sampler = Sampler(config.family, nets, config.latent, config.sampler_steps)
+    preview = Sampler(config.family, nets, config.latent, min(config.sampler_steps, PREVIEW_STEPS))
+    epochs, n = int(config.epochs or 0), len(x_all)
     unclassed = int((classes < 0).sum())
     params = {r: sum(p.numel() for p in net.parameters()) for r, net in trainer.nets.items()}
     for epoch in range(start + 1, epochs + 1):
-        gen = _epoch_generator(config.seed, epoch)
-        order = torch.randperm(n, generator=gen)
-        trainer.train()
         started = time.perf_counter()
-        sums: dict[str, float] = {}
-        for b in range(batches):
-            idx = order[b * batch : (b + 1) * batch]
-            x = x_all[idx].float() / 127.5 - 1
-            losses = trainer.step(x, y_all[idx], gen)
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + v
-            if progress:
-                progress(epoch, b + 1, batches, losses)
+        images_seen, losses = _train_epoch(trainer, x_all, y_all, config, epoch, progress)
         grid_classes, seeds = grid_seeds(PREVIEW_PER_CLASS)
         _write_bytes(
             folder.epoch_grid(epoch),
             grid_png(preview.generate(grid_classes, seeds), PREVIEW_PER_CLASS),
         )
         # The epoch's cost: its batches and its sample grid (the checkpoint, a few MB, after).
-        seconds = time.perf_counter() - started
-        record = EpochRecord(
-            epoch, round(seconds, 3), batches * min(batch, n),
-            {k: round(v / batches, 5) for k, v in sums.items()},
-        )  # fmt: skip
+        record = EpochRecord(epoch, round(time.perf_counter() - started, 3), images_seen, losses)
         history.append({**dataclasses.asdict(record),
                         "images_per_second": round(record.images_per_second, 1)})  # fmt: skip
         _save_checkpoint(
@@ -253,6 +219,55 @@ def train_generator(
     training = _write_training(folder, config, history, n, unclassed, params, quality=quality)
     folder.checkpoint.unlink()  # finished: the exported weights are the result
     return ZooOutcome(folder, epochs - start, start, training)
+
+
+def _trainer(
+    config: ZooConfig, state: dict[str, Any] | None, say: Callable[[str], None]
+) -> tuple[Trainer, list[dict[str, Any]], int]:
+    """(the family's trainer, the epochs' history, the last epoch done), from the checkpoint
+    when there is one, else freshly initialised from the seed."""
+    import torch
+
+    info = family_info(config.family)
+    preset = dataclasses.replace(
+        info.presets[config.preset], width=config.width, latent=config.latent
+    )
+    torch.manual_seed(config.seed)
+    trainer = Trainer(config.family, preset, float(config.lr or 0))
+    if state is None:
+        return trainer, [], 0
+    trainer.load_state_dict(state["trainer"])
+    history, start = list(state["history"]), int(state["epoch"])
+    say(f"resuming after epoch {start} of {config.epochs}")
+    return trainer, history, start
+
+
+def _train_epoch(
+    trainer: Trainer,
+    x_all: Any,
+    y_all: Any,
+    config: ZooConfig,
+    epoch: int,
+    progress: Progress | None,
+) -> tuple[int, dict[str, float]]:
+    """One epoch in the order its seed draws: (images trained on, mean loss per batch)."""
+    import torch
+
+    n, batch = len(x_all), int(config.batch_size or 0)
+    batches = max(n // batch, 1)  # the last partial batch is dropped (BatchNorm, GAN balance)
+    gen = _epoch_generator(config.seed, epoch)
+    order = torch.randperm(n, generator=gen)
+    trainer.train()
+    sums: dict[str, float] = {}
+    for b in range(batches):
+        idx = order[b * batch : (b + 1) * batch]
+        x = x_all[idx].float() / 127.5 - 1
+        losses = trainer.step(x, y_all[idx], gen)
+        for k, v in losses.items():
+            sums[k] = sums.get(k, 0.0) + v
+        if progress:
+            progress(epoch, b + 1, batches, losses)
+    return batches * min(batch, n), {k: round(v / batches, 5) for k, v in sums.items()}
 
 
 def _export(folder: GeneratorFolder, trainer: Trainer, config: ZooConfig) -> None:
