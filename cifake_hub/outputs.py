@@ -34,6 +34,7 @@ import math
 import os
 import shutil
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -71,6 +72,16 @@ def _try_lock(handle: Any, shared: bool) -> bool:
     except BlockingIOError:
         return False
     return True
+
+
+@contextlib.contextmanager
+def exclusive(path: Path) -> Iterator[None]:
+    """Wait until this process alone holds the lock file ``path``: for short critical sections
+    that processes sharing a folder take in turn (POSIX flock, Windows msvcrt)."""
+    with open(path, "a+") as handle:
+        while not _try_lock(handle, shared=False):
+            time.sleep(0.05)
+        yield
 
 
 @contextlib.contextmanager

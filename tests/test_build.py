@@ -117,8 +117,9 @@ def test_killed_build_resumes_to_the_same_rows(reference, tmp_path):
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    assert proc.returncode == -signal.SIGKILL  # killed mid-build (not finished before)
     done_before = {p.name for p in DatasetFolder(out).work_dir.glob("*.parquet")}
-    assert 4 <= len(done_before) < 50
+    assert len(done_before) >= 4
     other = subprocess.run(
         _build_cmd(out, tar, generators=("tiny:1", "tiny-sdxl:1")),
         capture_output=True,

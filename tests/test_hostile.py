@@ -278,7 +278,7 @@ def test_folder_source_with_a_dangling_link_is_one_error(tmp_path):
         list(parse_source(f"dir:{tmp_path}").rows("train"))
 
 
-# -- values written into cards and conditions (issue 27, part) ---------------------------------
+# -- values written into cards and conditions --------------------------------------------------
 @pytest.mark.parametrize("repo_id", ["NS/x\n---\nevil: true", "../../etc", "no-namespace"])
 def test_card_repo_ids_are_validated_before_anything_is_written(small_run, tmp_path, repo_id,
                                                                 capsys):  # fmt: skip

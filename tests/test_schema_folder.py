@@ -54,7 +54,7 @@ def test_writer_shards_and_replaces_card(tmp_path):
         {"name": "test", "num_bytes": stats["test"].num_bytes, "num_examples": 5},
     ]
     # A rebuild replaces the whole card: a body rendered for the old rows would describe
-    # data that is gone (issue: never leave a stale README).
+    # data that is gone (never leave a stale README).
     card.text = "\n# My card: 25 train rows\n"
     card.save(tmp_path / "README.md")
     with DatasetFolderWriter(tmp_path, overwrite=True) as w:

@@ -14,7 +14,6 @@ Everything the search produces lives in one run folder
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import math
 import os
 import shutil
@@ -26,7 +25,7 @@ from typing import Any
 
 from cifake_hub.config import option
 from cifake_hub.errors import CifakeError, ConfigError
-from cifake_hub.outputs import atomic_write_text, json_text, read_json, writes
+from cifake_hub.outputs import atomic_write_text, exclusive, json_text, read_json, writes
 from cifake_hub.training.backend import import_keras
 from cifake_hub.training.data import Arrays, DataOptions, TrainingData, prepare
 from cifake_hub.training.metrics import binary_metrics
@@ -218,8 +217,7 @@ class SearchRunner:
         """Save the model as its stage's best if it beats the kept one; a lock makes this
         safe when several KerasTuner workers share the run folder."""
         path = self.run.kept_model(result.stage)
-        with open(self.run.models_dir / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with exclusive(self.run.models_dir / ".lock"):
             meta_path = path.with_suffix(".json")
             if meta_path.exists():
                 kept = TopologyResult.from_dict(read_json(meta_path))
