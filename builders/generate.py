@@ -89,10 +89,6 @@ class GeneratorConfig(Config):
                 raise ConfigError(message)
 
     @property
-    def is_paper_model(self) -> bool:
-        return self.model_id == DEFAULT_MODEL
-
-    @property
     def recorded_model_id(self) -> str:
         return recorded_id(self.model_id)
 

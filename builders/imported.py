@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,6 @@ from cifake_hub.images import read_checked, read_regular
 from cifake_hub.outputs import printable
 from cifake_hub.schema import CLASS_NAMES, SPLITS, category_index
 
-KINDS = ("dir", "parquet", "hub")
 CLASS_COLUMNS = ("category", "class")
 SPLIT_COLUMN = "split"
 
@@ -56,7 +55,7 @@ class ImportedSpec:
         where, at, named = text.rpartition("@")
         kind, sep, location = where.partition(":")
         name, _, count = named.partition(":")
-        if not at or not sep or kind not in KINDS or not location or not name:
+        if not at or not sep or kind not in FINDERS or not location or not name:
             raise SourceError(
                 f"--{role} {text!r}: write dir:PATH@NAME, parquet:PATH@NAME or "
                 "hub:REPO[:SPLIT][:COLUMN]@NAME (then :N for at most N per class and split)"
@@ -189,12 +188,7 @@ def _rank(name: str, key: str) -> bytes:
 
 
 def _found(spec: ImportedSpec) -> Iterator[Found]:
-    if spec.kind == "dir":
-        yield from _folder(Path(spec.location))
-    elif spec.kind == "parquet":
-        yield from _parquet(Path(spec.location), spec.column)
-    else:
-        yield from _hub(spec)
+    yield from FINDERS[spec.kind](spec)
 
 
 def _folder(root: Path) -> Iterator[Found]:
@@ -320,3 +314,13 @@ def _category(row: dict[str, Any], names: list[str] | None, where: str) -> int |
             f"{where}: class {value!r} is not a CIFAR-10 class name or 0-{len(CLASS_NAMES) - 1}"
         )
     return None
+
+
+# The kinds of brought source (--fake/--real KIND:...@NAME): each yields every image of a
+# source as Found(key, bytes) in a fixed order; checks, splits, caps, encoding and duplicates
+# follow. Adding a kind is one entry.
+FINDERS: dict[str, Callable[[ImportedSpec], Iterator[Found]]] = {
+    "dir": lambda spec: _folder(Path(spec.location)),
+    "parquet": lambda spec: _parquet(Path(spec.location), spec.column),
+    "hub": lambda spec: _hub(spec),
+}

@@ -28,6 +28,7 @@ from cifake_hub.builders.generate import (
 from cifake_hub.errors import ConfigError
 from cifake_hub.images import encode_png, read_rgb, resize_to_final
 from cifake_hub.schema import CLASS_NAMES, FAKE, make_row
+from cifake_hub.zoo.families import FAMILIES, family_info
 from cifake_hub.zoo.folder import ALIGNED, GeneratorFolder, is_aligned, is_zoo_folder, zoo_name
 from cifake_hub.zoo.sample import DEFAULT_T, ZooGenerator, resolve_generator_folder
 
@@ -49,22 +50,23 @@ class ZooImageGenerator:
         self.zoo = ZooGenerator(resolve_generator_folder(spec))
         family = self.zoo.family
         if self.aligned and not self.zoo.sampler.reconstructs:
+            able = ", ".join(n for n, f in FAMILIES.items() if f.reconstructs)
             raise ConfigError(
                 f"--generator {config.model_id}: a {family} cannot reconstruct an image, so it "
-                "makes no aligned twins (vae and ddpm do); give it without aligned:"
+                f"makes no aligned twins ({able} do); give it without aligned:"
             )
         if self.aligned and real_rows is None:
             raise ConfigError(f"--generator {config.model_id}: aligned twins need REAL rows")
         self.real_rows = real_rows
         self._real: dict[str, dict[int, list[dict[str, Any]]]] = {}
         self.t = config.noise_t or DEFAULT_T
-        ddpm = family == "ddpm"
-        if ddpm and config.steps:  # `,steps=S` (or --steps): DDIM steps; GANs and VAEs have none
+        scheduler = family_info(family).scheduler  # a diffusion family's ("": one pass)
+        if scheduler and config.steps:  # `,steps=S` (or --steps): its steps; GANs/VAEs have none
             self.zoo.sampler.steps = config.steps
         self.settings = Settings(
             family=f"aligned-{family}" if self.aligned else family,
-            scheduler=("DDIMScheduler" + (f"(t={self.t})" if self.aligned else "")) if ddpm else "",
-            steps=self.zoo.sampler.steps if ddpm else 0,
+            scheduler=(scheduler + (f"(t={self.t})" if self.aligned else "")) if scheduler else "",
+            steps=self.zoo.sampler.steps if scheduler else 0,
             guidance_scale=0.0,
             render_size=32,
             extra=(),
@@ -81,7 +83,7 @@ class ZooImageGenerator:
         return {
             "family": self.zoo.family,
             "aligned": self.aligned,
-            "t": self.t if self.aligned and self.zoo.family == "ddpm" else None,
+            "t": self.t if self.aligned and family_info(self.zoo.family).scheduler else None,
             "epochs": training.get("epochs_done"),
             "train_images": training.get("train_images"),
             "train_seconds": training.get("train_seconds"),
@@ -122,10 +124,10 @@ class ZooImageGenerator:
             images = self.zoo.sampler.reconstruct(pixels, classes, seeds, t=self.t)
         else:
             images = self.zoo.sampler.generate(classes, seeds)
-        ddpm = self.zoo.family == "ddpm"
+        diffusion = bool(family_info(self.zoo.family).scheduler)
         out = []
         for i, (job, image, source) in enumerate(zip(jobs, images, sources, strict=True)):
-            seeded = ddpm or not self.aligned  # a VAE twin is the posterior mean: no draw
+            seeded = diffusion or not self.aligned  # a VAE twin is the posterior mean: no draw
             provenance: dict[str, Any] = {
                 "source": SOURCE if source is None else f"{ALIGNED}{source['source']}",
                 "source_file": None if source is None else source["source_file"],

@@ -29,7 +29,7 @@ def render_generator_card(gen_dir: str | Path, repo_id: str | None = None) -> st
     seconds = float(t.get("train_seconds", 0))
     images = sum(h["images"] for h in history)
     data = ModelCardData(
-        library_name="diffusers" if config.family == "ddpm" else "pytorch",
+        library_name=info.library,
         license="mit",
         tags=["cifake", "cifake-hub", "image-generation", "generator-zoo", config.family],
         pipeline_tag="unconditional-image-generation",

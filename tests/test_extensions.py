@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 from cifake_hub.cli.main import main
@@ -61,6 +62,39 @@ SOURCE = textwrap.dedent(
 
 
     register_family(Family("dummy", 3, 2.0, ("DummyPipeline",), ("tiny-dummy", _dummy_pipeline)))
+
+    # A zoo family: DCGAN's networks and step with a nearest-upsampling generator.
+    from cifake_hub.zoo.families import DCGAN, register_family as register_zoo_family
+
+
+    class NearestGAN(DCGAN):
+        name = "nearest-gan"
+        pixels = "nearest upsampling + 3x3 convolutions (GAN)"
+
+        def build_nets(self, width, latent):
+            import torch
+            from torch import nn
+
+            nets = super().build_nets(width, latent)
+
+            class G(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.fc = nn.Linear(latent + 10, 4 * width * 16)
+                    self.net = nn.Sequential(
+                        nn.Upsample(scale_factor=8, mode="nearest"),
+                        nn.Conv2d(4 * width, 3, 3, 1, 1),
+                        nn.Tanh(),
+                    )
+
+                def forward(self, z, y):
+                    one_hot = nn.functional.one_hot(y, 10).float()
+                    return self.net(self.fc(torch.cat([z, one_hot], 1)).view(-1, 4 * width, 4, 4))
+
+            return {**nets, "generator": G()}
+
+
+    register_zoo_family(NearestGAN())
 
     # A CAM method: the channel mean of the activations, gradients unused.
     METHODS["channel-mean"] = lambda ops, activations, gradients: ops.mean(activations, axis=-1)
@@ -133,8 +167,10 @@ def extension(tmp_path, monkeypatch):
     from cifake_hub.hub import targets
     from cifake_hub.schema import TINY_MODEL_IDS
     from cifake_hub.training import recipes
+    from cifake_hub.zoo import families
 
     registries = [
+        families.FAMILIES,
         conditions.CONDITION_KINDS,
         generate.FAMILIES,
         TINY_MODEL_IDS,
@@ -209,6 +245,20 @@ def test_a_generator_family(extension, tmp_path):
     # The family's own defaults (3 steps) and its tiny twin's id on every row.
     assert set(fake["model_id"]) == {"tiny-random-dummy"}
     assert set(fake["steps"]) == {3}
+
+
+def test_a_zoo_family(extension, small_cifake, tmp_path):
+    from cifake_hub.zoo.sample import ZooGenerator
+
+    out = tmp_path / "gen"
+    argv = ["zoo", "train", "nearest-gan", str(small_cifake), "--preset", "tiny", "--out", str(out)]
+    assert main(argv) == 0
+    generator = ZooGenerator(out)
+    assert generator.family == "nearest-gan"
+    images = generator.sampler.generate([0, 1, 2], [5, 6, 5])
+    assert images.shape == (3, 32, 32, 3) and images.dtype == np.uint8
+    assert not np.array_equal(images[0], images[1])
+    assert "nearest upsampling" in (out / "README.md").read_text()
 
 
 def test_a_hub_target_with_its_own_check(extension, small_run, small_cifake, tmp_path, hub):

@@ -22,11 +22,13 @@ its own seed (resuming repeats them exactly), and each sampled image has its own
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import shutil
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from cifake_hub.errors import ConfigError
+from cifake_hub.zoo.folder import GeneratorFolder
 
 if TYPE_CHECKING:
     import torch
@@ -47,56 +49,83 @@ class Preset:
     sampler_steps: int = 0  # DDIM steps when sampling (ddpm)
 
 
-@dataclass(frozen=True)
-class FamilyInfo:
-    name: str
-    pixels: str  # how the family makes pixels, for cards and --help
-    reconstructs: bool  # can make aligned twins of REAL images
-    presets: dict[str, Preset]
+class Family:
+    """A zoo generator family: its networks, one training step, how it samples and (if it
+    can) how it reconstructs a given image. Adding one is a subclass registered with
+    :func:`register_family`; `cifake zoo train`, the generator folder, its card,
+    `cifake build --generator` and publishing take it from :data:`FAMILIES`."""
+
+    name: ClassVar[str]
+    pixels: ClassVar[str]  # how the family makes pixels, for cards and --help
+    presets: ClassVar[dict[str, Preset]]  # "tiny" (tests: seconds) and "default"
+    sampler_roles: ClassVar[tuple[str, ...]]  # the networks a sampler needs (GEN_DIR's weights)
+    reconstructs: ClassVar[bool] = False  # can make aligned twins of REAL images
+    scheduler: ClassVar[str] = ""  # a diffusion family's sampling scheduler ("": one pass)
+    library: ClassVar[str] = "pytorch"  # the card's library_name
+    betas: ClassVar[tuple[float, float]] = (0.9, 0.999)  # Adam's
+
+    def build_nets(self, width: int, latent: int) -> dict[str, Any]:
+        """The networks by role, freshly initialised from the global torch seed."""
+        raise NotImplementedError
+
+    def optimized(self, nets: dict[str, Any]) -> dict[str, Any]:
+        """The modules that get an optimizer each, by name."""
+        return dict(nets)
+
+    def step(self, trainer: Trainer, x: Any, y: Any, gen: Any) -> dict[str, float]:
+        """One optimisation step on a batch; returns its losses."""
+        raise NotImplementedError
+
+    def generate(self, nets: dict[str, Any], y: Any, seeds: list[int], latent: int,
+                 steps: int) -> Any:  # fmt: skip
+        """One image per (class, seed), a [-1, 1] NCHW tensor."""
+        raise NotImplementedError
+
+    def reconstruct(
+        self, nets: dict[str, Any], x0: Any, y: Any, seeds: list[int], steps: int, t: int
+    ) -> Any:
+        """Aligned twins of the images ``x0`` (families that reconstruct)."""
+        raise ConfigError(
+            f"aligned: needs a family that reconstructs images "
+            f"({', '.join(n for n, f in FAMILIES.items() if f.reconstructs)}); {self.name!r} "
+            "cannot; use it as --generator GEN_DIR instead"
+        )
+
+    def export(self, trainer: Trainer, folder: GeneratorFolder) -> None:
+        """Write the sampler's weights into the generator folder (safetensors)."""
+        from safetensors.torch import save_file
+
+        tensors = {
+            f"{role}.{k}": v.detach().contiguous()
+            for role in self.sampler_roles
+            for k, v in trainer.nets[role].state_dict().items()
+        }
+        tmp = folder.path / f".{GeneratorFolder.WEIGHTS}.{os.getpid()}.tmp"
+        save_file(tensors, str(tmp), metadata={"family": self.name})
+        os.replace(tmp, folder.weights)
+
+    def load(self, nets: dict[str, Any], folder: GeneratorFolder) -> None:
+        """Load the sampler's weights from the generator folder into ``nets``."""
+        from safetensors.torch import load_file
+
+        state = load_file(folder.weights)
+        for role in self.sampler_roles:
+            prefix = f"{role}."
+            nets[role].load_state_dict(
+                {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+            )
 
 
 TINY_IMAGES = 60  # the tiny presets train on this many REAL rows: seconds, for tests
-FAMILIES: dict[str, FamilyInfo] = {
-    "dcgan": FamilyInfo(
-        "dcgan",
-        "transposed convolutions (GAN)",
-        False,
-        {
-            "tiny": Preset(8, 16, 3, 16, 2e-4, TINY_IMAGES),
-            "default": Preset(32, 100, 25, 128, 2e-4),
-        },
-    ),
-    "upconv-gan": FamilyInfo(
-        "upconv-gan",
-        "bilinear upsampling + 3x3 convolutions, spectral norm, hinge loss (GAN)",
-        False,
-        {
-            "tiny": Preset(8, 16, 3, 16, 2e-4, TINY_IMAGES),
-            "default": Preset(32, 100, 10, 128, 2e-4),
-        },
-    ),
-    "vae": FamilyInfo(
-        "vae",
-        "sub-pixel convolutions (PixelShuffle), a convolutional VAE",
-        True,
-        {
-            "tiny": Preset(8, 8, 3, 16, 1e-3, TINY_IMAGES),
-            "default": Preset(32, 128, 20, 128, 1e-3),
-        },
-    ),
-    "ddpm": FamilyInfo(
-        "ddpm",
-        "a denoising diffusion UNet (nearest upsampling + convolutions), DDIM sampling",
-        True,
-        {
-            "tiny": Preset(8, 0, 3, 16, 2e-4, TINY_IMAGES, sampler_steps=4),
-            "default": Preset(32, 0, 16, 128, 2e-4, sampler_steps=50),
-        },
-    ),
-}
+FAMILIES: dict[str, Family] = {}
 
 
-def family_info(name: str) -> FamilyInfo:
+def register_family(family: Family) -> Family:
+    FAMILIES[family.name] = family
+    return family
+
+
+def family_info(name: str) -> Family:
     try:
         return FAMILIES[name]
     except KeyError:
@@ -109,18 +138,6 @@ def one_hot(y: torch.Tensor) -> torch.Tensor:
     import torch.nn.functional as F
 
     return F.one_hot(y, NUM_CLASSES).float()
-
-
-def build_nets(family: str, width: int, latent: int) -> dict[str, torch.nn.Module]:
-    """The family's networks by role (``generator``/``discriminator``, ``encoder``/``decoder``
-    or ``unet``), freshly initialised from the global torch seed."""
-    builders: dict[str, Callable[[int, int], dict[str, Any]]] = {
-        "dcgan": _dcgan,
-        "upconv-gan": _upconv_gan,
-        "vae": _vae,
-        "ddpm": _ddpm,
-    }
-    return builders[family_info(family).name](width, latent)
 
 
 def _projection_head(channels: int, sn: bool) -> Any:
@@ -309,17 +326,6 @@ def ddpm_unet(w: int) -> Any:
     )
 
 
-def _ddpm(w: int, latent: int) -> dict[str, Any]:
-    return {"unet": ddpm_unet(w)}
-
-
-# The networks a sampler needs (what GEN_DIR's weights hold); the rest is training only.
-SAMPLER_NETS = {
-    "dcgan": ("generator",),
-    "upconv-gan": ("generator",),
-    "vae": ("encoder", "decoder"),
-    "ddpm": ("unet",),
-}
 VAE_BETA = 0.1  # weight of the KL term against the summed squared error (sharper samples)
 
 
@@ -329,28 +335,227 @@ def ddpm_scheduler() -> Any:
     return DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear")
 
 
+def seeded_noise(shape: tuple[int, ...], seeds: list[int]) -> Any:
+    """One standard normal draw of ``shape`` per seed, stacked."""
+    import torch
+
+    return torch.stack(
+        [torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds]
+    )
+
+
+class _GAN(Family):
+    sampler_roles = ("generator",)
+    betas = (0.5, 0.999)
+    hinge: ClassVar[bool] = False
+
+    def step(self, trainer: Trainer, x: Any, y: Any, gen: Any) -> dict[str, float]:
+        import torch
+        import torch.nn.functional as F
+
+        g, d = trainer.nets["generator"], trainer.nets["discriminator"]
+        opt_g, opt_d = trainer.optimizers["generator"], trainer.optimizers["discriminator"]
+        n = x.shape[0]
+        z = torch.randn(n, trainer.preset.latent, generator=gen)
+        fake_y = torch.randint(0, NUM_CLASSES, (n,), generator=gen)
+        fake = g(z, fake_y)
+        real_out, fake_out = d(x, y), d(fake.detach(), fake_y)
+        if self.hinge:
+            loss_d = F.relu(1 - real_out).mean() + F.relu(1 + fake_out).mean()
+        else:
+            loss_d = F.softplus(-real_out).mean() + F.softplus(fake_out).mean()
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        out = d(fake, fake_y)
+        loss_g = -out.mean() if self.hinge else F.softplus(-out).mean()
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        return {"loss_d": loss_d.item(), "loss_g": loss_g.item()}
+
+    def generate(self, nets: dict[str, Any], y: Any, seeds: list[int], latent: int,
+                 steps: int) -> Any:  # fmt: skip
+        return nets["generator"](seeded_noise((latent,), seeds), y)
+
+
+class DCGAN(_GAN):
+    name = "dcgan"
+    pixels = "transposed convolutions (GAN)"
+    presets = {
+        "tiny": Preset(8, 16, 3, 16, 2e-4, TINY_IMAGES),
+        "default": Preset(32, 100, 25, 128, 2e-4),
+    }
+
+    def build_nets(self, width: int, latent: int) -> dict[str, Any]:
+        return _dcgan(width, latent)
+
+
+class UpconvGAN(_GAN):
+    name = "upconv-gan"
+    pixels = "bilinear upsampling + 3x3 convolutions, spectral norm, hinge loss (GAN)"
+    presets = {
+        "tiny": Preset(8, 16, 3, 16, 2e-4, TINY_IMAGES),
+        "default": Preset(32, 100, 10, 128, 2e-4),
+    }
+    hinge = True
+
+    def build_nets(self, width: int, latent: int) -> dict[str, Any]:
+        return _upconv_gan(width, latent)
+
+
+class VAE(Family):
+    name = "vae"
+    pixels = "sub-pixel convolutions (PixelShuffle), a convolutional VAE"
+    presets = {
+        "tiny": Preset(8, 8, 3, 16, 1e-3, TINY_IMAGES),
+        "default": Preset(32, 128, 20, 128, 1e-3),
+    }
+    sampler_roles = ("encoder", "decoder")
+    reconstructs = True
+
+    def build_nets(self, width: int, latent: int) -> dict[str, Any]:
+        return _vae(width, latent)
+
+    def optimized(self, nets: dict[str, Any]) -> dict[str, Any]:
+        from torch import nn
+
+        # One optimizer for the encoder and decoder together.
+        return {"vae": nn.ModuleList([nets["encoder"], nets["decoder"]])}
+
+    def step(self, trainer: Trainer, x: Any, y: Any, gen: Any) -> dict[str, float]:
+        import torch
+
+        mu, logvar = trainer.nets["encoder"](x, y)
+        z = mu + torch.randn(mu.shape, generator=gen) * (0.5 * logvar).exp()
+        recon = trainer.nets["decoder"](z, y)
+        n = x.shape[0]
+        rec = (recon - x).pow(2).sum() / n
+        kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum() / n
+        loss = rec + VAE_BETA * kl
+        opt = trainer.optimizers["vae"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return {"recon": rec.item(), "kl": kl.item()}
+
+    def generate(self, nets: dict[str, Any], y: Any, seeds: list[int], latent: int,
+                 steps: int) -> Any:  # fmt: skip
+        return nets["decoder"](seeded_noise((latent,), seeds), y)
+
+    def reconstruct(
+        self, nets: dict[str, Any], x0: Any, y: Any, seeds: list[int], steps: int, t: int
+    ) -> Any:
+        mu, _ = nets["encoder"](x0, y)  # the posterior mean: no draw
+        return nets["decoder"](mu, y)
+
+
+class DDPM(Family):
+    name = "ddpm"
+    pixels = "a denoising diffusion UNet (nearest upsampling + convolutions), DDIM sampling"
+    presets = {
+        "tiny": Preset(8, 0, 3, 16, 2e-4, TINY_IMAGES, sampler_steps=4),
+        "default": Preset(32, 0, 16, 128, 2e-4, sampler_steps=50),
+    }
+    sampler_roles = ("unet",)
+    reconstructs = True
+    scheduler = "DDIMScheduler"
+    library = "diffusers"
+
+    def build_nets(self, width: int, latent: int) -> dict[str, Any]:
+        return {"unet": ddpm_unet(width)}
+
+    def step(self, trainer: Trainer, x: Any, y: Any, gen: Any) -> dict[str, float]:
+        import torch
+        import torch.nn.functional as F
+
+        scheduler = trainer.scheduler
+        assert scheduler is not None, "a diffusion family's trainer has its noise schedule"
+        n = x.shape[0]
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (n,), generator=gen)
+        noise = torch.randn(x.shape, generator=gen)
+        noisy = scheduler.add_noise(x, noise, t)
+        pred = trainer.nets["unet"](noisy, t, class_labels=y).sample
+        loss = F.mse_loss(pred, noise)
+        opt = trainer.optimizers["unet"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return {"loss": loss.item()}
+
+    def generate(self, nets: dict[str, Any], y: Any, seeds: list[int], latent: int,
+                 steps: int) -> Any:  # fmt: skip
+        return self._denoise(nets, seeded_noise((3, 32, 32), seeds), y, steps, start=None)
+
+    def reconstruct(
+        self, nets: dict[str, Any], x0: Any, y: Any, seeds: list[int], steps: int, t: int
+    ) -> Any:
+        noise = seeded_noise((3, 32, 32), seeds)
+        return self._denoise(nets, noise, y, steps, start=(x0, t))
+
+    def _denoise(
+        self, nets: dict[str, Any], noise: Any, y: Any, steps: int, start: tuple[Any, int] | None
+    ) -> Any:
+        """DDIM (eta 0) from pure noise, or from ``start`` = (image, t) noised to t."""
+        import torch
+        from diffusers import DDIMScheduler
+
+        scheduler = DDIMScheduler.from_config(ddpm_scheduler().config)
+        scheduler.set_timesteps(steps)
+        timesteps = scheduler.timesteps
+        if start is None:
+            x = noise
+        else:
+            image, t = start
+            total = scheduler.config.num_train_timesteps
+            if not 0 < t < total:
+                raise ConfigError(f"t must be in (0, {total}), got {t}")
+            timesteps = timesteps[timesteps <= t]
+            if len(timesteps) == 0:
+                raise ConfigError(f"t={t} is below the first of {steps} DDIM steps")
+            x = scheduler.add_noise(image, noise, torch.full((len(image),), int(timesteps[0])))
+        unet = nets["unet"]
+        for step in timesteps:
+            eps = unet(x, step, class_labels=y).sample
+            x = scheduler.step(eps, step, x, eta=0.0).prev_sample
+        return x
+
+    def export(self, trainer: Trainer, folder: GeneratorFolder) -> None:
+        """A diffusers pipeline folder (``save_pretrained``), swapped in whole."""
+        from diffusers import DDPMPipeline
+
+        pipe = DDPMPipeline(unet=trainer.nets["unet"], scheduler=trainer.scheduler)
+        tmp = folder.path / f".{GeneratorFolder.PIPELINE}.{os.getpid()}.tmp"
+        pipe.save_pretrained(tmp)  # type: ignore[attr-defined]
+        if folder.pipeline.exists():
+            shutil.rmtree(folder.pipeline)
+        os.replace(tmp, folder.pipeline)
+
+    def load(self, nets: dict[str, Any], folder: GeneratorFolder) -> None:
+        from diffusers import UNet2DModel
+
+        nets["unet"] = UNet2DModel.from_pretrained(folder.pipeline / "unet")
+
+
+for _family in (DCGAN(), UpconvGAN(), VAE(), DDPM()):
+    register_family(_family)
+
+
 class Trainer:
     """One family's networks, optimizers and training step."""
 
     def __init__(self, family: str, preset: Preset, lr: float):
         import torch
 
-        self.family = family
+        self.family = family_info(family)
         self.preset = preset
-        self.nets = build_nets(family, preset.width, preset.latent)
-        betas = (0.5, 0.999) if family.endswith("gan") else (0.9, 0.999)
+        self.nets = self.family.build_nets(preset.width, preset.latent)
         self.optimizers = {
-            role: torch.optim.Adam(net.parameters(), lr=lr, betas=betas)
-            for role, net in self._optimized().items()
+            role: torch.optim.Adam(net.parameters(), lr=lr, betas=self.family.betas)
+            for role, net in self.family.optimized(self.nets).items()
         }
-        self.scheduler = ddpm_scheduler() if family == "ddpm" else None
-
-    def _optimized(self) -> dict[str, Any]:
-        from torch import nn
-
-        if self.family == "vae":  # one optimizer for the encoder and decoder together
-            return {"vae": nn.ModuleList([self.nets["encoder"], self.nets["decoder"]])}
-        return dict(self.nets)
+        # A diffusion family trains against DDPM's noise schedule.
+        self.scheduler = ddpm_scheduler() if self.family.scheduler else None
 
     def train(self) -> None:
         for net in self.nets.values():
@@ -370,67 +575,4 @@ class Trainer:
 
     def step(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> dict[str, float]:
         """One optimisation step on a batch; returns its losses."""
-        if self.family == "vae":
-            return self._vae_step(x, y, gen)
-        if self.family == "ddpm":
-            return self._ddpm_step(x, y, gen)
-        return self._gan_step(x, y, gen)
-
-    def _gan_step(self, x: Any, y: Any, gen: Any) -> dict[str, float]:
-        import torch
-        import torch.nn.functional as F
-
-        g, d = self.nets["generator"], self.nets["discriminator"]
-        opt_g, opt_d = self.optimizers["generator"], self.optimizers["discriminator"]
-        n = x.shape[0]
-        z = torch.randn(n, self.preset.latent, generator=gen)
-        fake_y = torch.randint(0, NUM_CLASSES, (n,), generator=gen)
-        fake = g(z, fake_y)
-        hinge = self.family == "upconv-gan"
-        real_out, fake_out = d(x, y), d(fake.detach(), fake_y)
-        if hinge:
-            loss_d = F.relu(1 - real_out).mean() + F.relu(1 + fake_out).mean()
-        else:
-            loss_d = F.softplus(-real_out).mean() + F.softplus(fake_out).mean()
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-        out = d(fake, fake_y)
-        loss_g = -out.mean() if hinge else F.softplus(-out).mean()
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        return {"loss_d": loss_d.item(), "loss_g": loss_g.item()}
-
-    def _vae_step(self, x: Any, y: Any, gen: Any) -> dict[str, float]:
-        import torch
-
-        mu, logvar = self.nets["encoder"](x, y)
-        z = mu + torch.randn(mu.shape, generator=gen) * (0.5 * logvar).exp()
-        recon = self.nets["decoder"](z, y)
-        n = x.shape[0]
-        rec = (recon - x).pow(2).sum() / n
-        kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum() / n
-        loss = rec + VAE_BETA * kl
-        opt = self.optimizers["vae"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return {"recon": rec.item(), "kl": kl.item()}
-
-    def _ddpm_step(self, x: Any, y: Any, gen: Any) -> dict[str, float]:
-        import torch
-        import torch.nn.functional as F
-
-        assert self.scheduler is not None
-        n = x.shape[0]
-        t = torch.randint(0, self.scheduler.config.num_train_timesteps, (n,), generator=gen)
-        noise = torch.randn(x.shape, generator=gen)
-        noisy = self.scheduler.add_noise(x, noise, t)
-        pred = self.nets["unet"](noisy, t, class_labels=y).sample
-        loss = F.mse_loss(pred, noise)
-        opt = self.optimizers["unet"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return {"loss": loss.item()}
+        return self.family.step(self, x, y, gen)

@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from cifake_hub.errors import CifakeError, ConfigError
+from cifake_hub.errors import CifakeError
 from cifake_hub.outputs import read_marker
 from cifake_hub.zoo.config import ZooConfig
-from cifake_hub.zoo.families import SAMPLER_NETS, build_nets, ddpm_scheduler, family_info
+from cifake_hub.zoo.families import family_info
 from cifake_hub.zoo.folder import GeneratorFolder
 
 DEFAULT_T = 300  # ddpm twins: the timestep a REAL image is noised to before denoising
@@ -44,18 +44,11 @@ class Sampler:
         self.family = family
         self.nets = nets
         self.latent = latent
-        self.steps = steps  # DDIM steps (ddpm)
+        self.steps = steps  # the sampling scheduler's steps (a diffusion family)
 
     @property
     def reconstructs(self) -> bool:
         return family_info(self.family).reconstructs
-
-    def _noise(self, shape: tuple[int, ...], seeds: list[int]) -> Any:
-        import torch
-
-        return torch.stack(
-            [torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds]
-        )
 
     def generate(self, classes: list[int], seeds: list[int]) -> np.ndarray:
         """One image per (class, seed), (N, 32, 32, 3) uint8; the same seed makes the same
@@ -64,12 +57,7 @@ class Sampler:
 
         y = torch.tensor(classes, dtype=torch.long)
         with _eval(self.nets), torch.no_grad():
-            if self.family == "ddpm":
-                x = self._denoise(self._noise((3, 32, 32), seeds), y, start=None)
-            else:
-                z = self._noise((self.latent,), seeds)
-                net = self.nets["decoder" if self.family == "vae" else "generator"]
-                x = net(z, y)
+            x = family_info(self.family).generate(self.nets, y, seeds, self.latent, self.steps)
         return to_uint8(x)
 
     def reconstruct(
@@ -79,45 +67,12 @@ class Sampler:
         or the DDPM's denoising of the image noised to timestep ``t`` (seeded noise)."""
         import torch
 
-        if not self.reconstructs:
-            raise ConfigError(
-                f"aligned: needs a family that reconstructs images (vae, ddpm); {self.family!r} "
-                "cannot; use it as --generator GEN_DIR instead"
-            )
+        family = family_info(self.family)
         y = torch.tensor(classes, dtype=torch.long)
         x0 = from_uint8(images)
         with _eval(self.nets), torch.no_grad():
-            if self.family == "vae":
-                mu, _ = self.nets["encoder"](x0, y)
-                x = self.nets["decoder"](mu, y)
-            else:
-                x = self._denoise(self._noise((3, 32, 32), seeds), y, start=(x0, t))
+            x = family.reconstruct(self.nets, x0, y, seeds, self.steps, t)
         return to_uint8(x)
-
-    def _denoise(self, noise: Any, y: Any, start: tuple[Any, int] | None) -> Any:
-        """DDIM (eta 0) from pure noise, or from ``start`` = (image, t) noised to t."""
-        import torch
-        from diffusers import DDIMScheduler
-
-        scheduler = DDIMScheduler.from_config(ddpm_scheduler().config)
-        scheduler.set_timesteps(self.steps)
-        timesteps = scheduler.timesteps
-        if start is None:
-            x = noise
-        else:
-            image, t = start
-            total = scheduler.config.num_train_timesteps
-            if not 0 < t < total:
-                raise ConfigError(f"t must be in (0, {total}), got {t}")
-            timesteps = timesteps[timesteps <= t]
-            if len(timesteps) == 0:
-                raise ConfigError(f"t={t} is below the first of {self.steps} DDIM steps")
-            x = scheduler.add_noise(image, noise, torch.full((len(image),), int(timesteps[0])))
-        unet = self.nets["unet"]
-        for step in timesteps:
-            eps = unet(x, step, class_labels=y).sample
-            x = scheduler.step(eps, step, x, eta=0.0).prev_sample
-        return x
 
 
 class _eval:
@@ -154,30 +109,19 @@ class ZooGenerator:
     """A trained zoo generator loaded from its folder."""
 
     def __init__(self, path: str | Path):
-        from safetensors.torch import load_file
-
         self.folder = GeneratorFolder(path).require()
         try:
             self.config = ZooConfig.load(self.folder.config_path)
-            nets = build_nets(self.config.family, self.config.width, self.config.latent)
-            if self.config.family == "ddpm":
-                from diffusers import UNet2DModel
-
-                nets["unet"] = UNet2DModel.from_pretrained(self.folder.pipeline / "unet")
-            else:
-                state = load_file(self.folder.weights)
-                for role in SAMPLER_NETS[self.config.family]:
-                    prefix = f"{role}."
-                    nets[role].load_state_dict(
-                        {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-                    )
+            family = family_info(self.config.family)
+            nets = family.build_nets(self.config.width, self.config.latent)
+            family.load(nets, self.folder)
         except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
             raise CifakeError(
                 f"cannot load the generator in {self.folder.path} ({type(exc).__name__}: "
                 f"{first}); train it again with `cifake zoo train`"
             ) from exc
-        sampler_nets = {role: nets[role] for role in SAMPLER_NETS[self.config.family]}
+        sampler_nets = {role: nets[role] for role in family.sampler_roles}
         self.sampler = Sampler(
             self.config.family, sampler_nets, self.config.latent, self.config.sampler_steps
         )

@@ -26,7 +26,7 @@ from cifake_hub.outputs import atomic_write_text, claim, json_text, writes
 from cifake_hub.schema import CLASS_NAMES, REAL
 from cifake_hub.training.data import labels_and_classes, load_splits, stratified_subset, to_arrays
 from cifake_hub.zoo.config import ZooConfig
-from cifake_hub.zoo.families import SAMPLER_NETS, Trainer, family_info
+from cifake_hub.zoo.families import Trainer, family_info
 from cifake_hub.zoo.folder import GeneratorFolder
 from cifake_hub.zoo.quality import sliced_wasserstein
 from cifake_hub.zoo.sample import Sampler
@@ -189,7 +189,7 @@ def train_generator(
     trainer, history, start = _trainer(config, state, say)
     x_all = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()  # uint8, NCHW
     y_all = torch.from_numpy(np.where(classes < 0, 0, classes))
-    nets = {r: trainer.nets[r] for r in SAMPLER_NETS[config.family]}
+    nets = {r: trainer.nets[r] for r in trainer.family.sampler_roles}
     sampler = Sampler(config.family, nets, config.latent, config.sampler_steps)
     preview = Sampler(config.family, nets, config.latent, min(config.sampler_steps, PREVIEW_STEPS))
     epochs, n = int(config.epochs or 0), len(x_all)
@@ -212,7 +212,7 @@ def train_generator(
         )
         _write_training(folder, config, history, n, unclassed, params, quality=None)
     say("exporting the sampler and computing the quality figure")
-    _export(folder, trainer, config)
+    trainer.family.export(trainer, folder)
     quality = _quality(sampler, images, classes, config)
     grid_classes, seeds = grid_seeds(FINAL_PER_CLASS)
     _write_bytes(folder.grid, grid_png(sampler.generate(grid_classes, seeds), FINAL_PER_CLASS))
@@ -268,32 +268,6 @@ def _train_epoch(
         if progress:
             progress(epoch, b + 1, batches, losses)
     return batches * min(batch, n), {k: round(v / batches, 5) for k, v in sums.items()}
-
-
-def _export(folder: GeneratorFolder, trainer: Trainer, config: ZooConfig) -> None:
-    from safetensors.torch import save_file
-
-    if config.family == "ddpm":
-        from diffusers import DDPMPipeline
-
-        assert trainer.scheduler is not None
-        pipe = DDPMPipeline(unet=trainer.nets["unet"], scheduler=trainer.scheduler)
-        tmp = folder.path / f".{GeneratorFolder.PIPELINE}.{os.getpid()}.tmp"
-        pipe.save_pretrained(tmp)  # type: ignore[attr-defined]
-        if folder.pipeline.exists():
-            import shutil
-
-            shutil.rmtree(folder.pipeline)
-        os.replace(tmp, folder.pipeline)
-        return
-    tensors = {
-        f"{role}.{k}": v.detach().contiguous()
-        for role in SAMPLER_NETS[config.family]
-        for k, v in trainer.nets[role].state_dict().items()
-    }
-    tmp = folder.path / f".{GeneratorFolder.WEIGHTS}.{os.getpid()}.tmp"
-    save_file(tensors, str(tmp), metadata={"family": config.family})
-    os.replace(tmp, folder.weights)
 
 
 def _quality(
