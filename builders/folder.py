@@ -164,8 +164,12 @@ class DatasetFolderWriter:
     def __exit__(self, exc_type: object, *_: object) -> None:
         if exc_type is not None or not self._closed:
             self.abort()
-        else:
+            return
+        try:
             self._target.commit()
+        except BaseException:
+            self._target.abort()  # the staging folder goes; the old output stays
+            raise
 
 
 def write_card_yaml(

@@ -230,8 +230,17 @@ def _parquet(path: Path, column: str) -> Iterator[Found]:
     files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
     if not files or not all(f.is_file() for f in files):
         raise SourceError(f"parquet:{path}: no Parquet file there")
+    import pyarrow as pa
+
     for file in files:
-        table = pq.read_table(file)
+        try:
+            table = pq.read_table(file)
+        except (pa.ArrowException, OSError) as exc:
+            why = (str(exc).strip().splitlines() or [""])[0][:160]
+            raise SourceError(
+                f"parquet:{file}: not a readable Parquet file ({type(exc).__name__}: {why}); "
+                "give Parquet files with an image column"
+            ) from exc
         yield from _table_rows(table.to_pylist(), column, f"{file.name}", str(file))
 
 

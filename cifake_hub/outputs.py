@@ -42,7 +42,7 @@ from typing import Any, ClassVar, TypeVar
 from typing_extensions import Self
 
 from cifake_hub import __version__
-from cifake_hub.errors import CorruptFileError, OutputFolderError
+from cifake_hub.errors import CifakeError, CorruptFileError, OutputFolderError
 
 MARKER = ".cifake-output.json"
 _STAGING = ".cifake-staging-"
@@ -180,11 +180,20 @@ def writes(
             with contextlib.ExitStack() as stack:
                 for folder in folders:
                     stack.enter_context(output_lock(folder, shared=share))
-                for folder in folders if finishes else ():
-                    _mark(Path(folder), str(finishes), complete=False)  # whole again at the end
-                result = fn(*args, **kwargs)
-                for folder in folders if finishes else ():
-                    _mark(Path(folder), str(finishes), complete=True)
+                before = {Path(f): _state(Path(f)) for f in folders} if finishes else {}
+                for folder in before:
+                    _mark(folder, str(finishes), complete=False)  # whole again at the end
+                try:
+                    result = fn(*args, **kwargs)
+                except CifakeError:
+                    for folder, (marker, files) in before.items():
+                        if marker is not None and _state(folder)[1] == files:
+                            # Refused before it wrote anything: the folder is as it was (an
+                            # interrupted or crashed call leaves it marked as not whole).
+                            atomic_write_text(folder / MARKER, marker)
+                    raise
+                for folder in before:
+                    _mark(folder, str(finishes), complete=True)
                 return result
 
         return call  # type: ignore[return-value]
@@ -327,6 +336,20 @@ def _write_marker(folder: Path, kind: str, **extra: Any) -> None:
     atomic_write_text(folder / MARKER, json.dumps(body, indent=1, sort_keys=True) + "\n")
 
 
+def _state(folder: Path) -> tuple[str | None, dict[str, int]]:
+    """(the marker's text, each other file's modification time): enough to tell whether a
+    call changed anything in the folder."""
+    marker = folder / MARKER
+    text = marker.read_text(encoding="utf-8") if marker.is_file() else None
+    files = {}
+    if folder.is_dir():
+        for p in folder.rglob("*"):
+            rel = p.relative_to(folder).as_posix()
+            if not _is_marker(rel) and not p.is_dir():
+                files[rel] = p.lstat().st_mtime_ns
+    return text, files
+
+
 def _mark(folder: Path, kind: str, complete: bool) -> None:
     """A folder written in place is whole (its marker says so and lists its files, what a
     later replacement may remove), or being written again (the list stays its own)."""
@@ -384,6 +407,11 @@ def check_replaceable(
     if not (folder.exists() or folder.is_symlink()):
         return folder
     _refuse_foreign(folder, kind, what)
+    if os.path.ismount(folder):
+        raise OutputFolderError(
+            f"{what} {folder} is a mount point, and cifake replaces an output folder whole; "
+            "give a folder inside it"
+        )
     marker = read_marker(folder)
     if marker is None:
         return folder  # an empty folder

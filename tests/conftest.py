@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
+from pathlib import Path
 
 # Read by huggingface_hub/datasets at import time: set before anything imports them.
 _HF_HOME = tempfile.mkdtemp(prefix="cifake-hf-home-")
@@ -88,3 +90,38 @@ def hub_client_env(
     if token is not None:
         env["HF_TOKEN"] = token
     return env
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """A function making a read-only folder, holding a copy of ``source`` if given: chmod
+    for a normal user, a read-only tmpfs for root (whom permission bits do not stop)."""
+    import shutil
+
+    mounts = []
+
+    def make(name: str, source: Path | None = None) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        if os.geteuid() == 0:
+            if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(folder)],
+                              capture_output=True).returncode != 0:  # fmt: skip
+                pytest.skip("root without mount(8): no way to make a read-only folder")
+            mounts.append(folder)
+        if source is not None:
+            shutil.copytree(source, folder, dirs_exist_ok=True)
+        if os.geteuid() == 0:
+            if subprocess.run(["mount", "-o", "remount,ro", str(folder)],
+                              capture_output=True).returncode != 0:  # fmt: skip
+                pytest.skip("root without a read-only remount: no read-only folder to test")
+        else:
+            for p in [folder, *folder.rglob("*")]:
+                p.chmod(0o555 if p.is_dir() else 0o444)
+        return folder
+
+    yield make
+    for folder in mounts:
+        subprocess.run(["umount", str(folder)], check=False)
+    for p in tmp_path.rglob("*"):
+        if not p.is_symlink():
+            p.chmod(0o755)

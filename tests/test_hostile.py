@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -245,6 +246,39 @@ def test_zero_row_split_is_one_line(tmp_path):
     res = _run("search", str(folder), "--out", str(tmp_path / "run"))
     assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
     assert len([line for line in res.stderr.splitlines() if line.startswith("error:")]) == 1
+
+
+def test_parquet_of_another_kind_is_one_line(tmp_path, capsys):
+    """A dataset folder, or a brought source, whose Parquet has other columns or is no
+    Parquet at all: one line naming it, for every command that reads a dataset."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from cifake_hub.builders.imported import ImportedSpec, read_source
+    from cifake_hub.errors import SourceError
+
+    other, broken = tmp_path / "other", tmp_path / "broken"
+    for folder in (other, broken):
+        (folder / "data").mkdir(parents=True)
+    pq.write_table(pa.table({"a": [1, 2], "b": ["x", "y"]}), other / "data" / "train-0.parquet")
+    (broken / "data" / "train-0.parquet").write_text("not parquet")
+    for folder, says in ((other, "lacks column(s) ['category', 'image', 'label']"),
+                         (broken, "Parquet magic bytes not found")):  # fmt: skip
+        for argv in (
+            ["train", str(folder), "--out", str(tmp_path / "run")],
+            ["evaluate", "robust", "--dataset", str(folder), "--out", str(tmp_path / "ev")],
+            ["zoo", "train", "vae", str(folder), "--preset", "tiny", "--out", str(tmp_path / "g")],
+        ):
+            capsys.readouterr()
+            assert main(argv) == 1
+            err = capsys.readouterr().err.strip().splitlines()
+            assert err[-1].startswith("error: ") and says in err[-1], err
+            assert not any(line.startswith("Failed to read") for line in err), err
+    sources = {other: "no image column 'image'", broken: "not a readable Parquet file"}
+    for folder, says in sources.items():
+        source = folder / "data" / "train-0.parquet"
+        with pytest.raises(SourceError, match=re.escape(says)):
+            read_source(ImportedSpec.parse(f"parquet:{source}@x", "fake"), "FAKE", 0.5)
 
 
 def test_relative_and_dotted_dataset_paths_are_one_run(small_cifake, tmp_path):

@@ -273,39 +273,19 @@ def test_brought_folder_accounts_for_every_entry(tmp_path):
 
 
 # -- folders that may not be written: refused before the work, in one line ---------------------
-@pytest.fixture
-def read_only(tmp_path):
-    """A function making a read-only folder, holding a copy of ``source`` if given: chmod
-    for a normal user, a read-only tmpfs for root (whom permission bits do not stop)."""
-    import shutil
-
-    mounts = []
-
-    def make(name: str, source: Path | None = None) -> Path:
-        folder = tmp_path / name
-        folder.mkdir()
-        if os.geteuid() == 0:
-            if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(folder)],
-                              capture_output=True).returncode != 0:  # fmt: skip
-                pytest.skip("root without mount(8): no way to make a read-only folder")
-            mounts.append(folder)
-        if source is not None:
-            shutil.copytree(source, folder, dirs_exist_ok=True)
-        if os.geteuid() == 0:
-            if subprocess.run(["mount", "-o", "remount,ro", str(folder)],
-                              capture_output=True).returncode != 0:  # fmt: skip
-                pytest.skip("root without a read-only remount: no read-only folder to test")
-        else:
-            for p in [folder, *folder.rglob("*")]:
-                p.chmod(0o555 if p.is_dir() else 0o444)
-        return folder
-
-    yield make
-    for folder in mounts:
-        subprocess.run(["umount", str(folder)], check=False)
-    for p in tmp_path.rglob("*"):
-        if not p.is_symlink():
-            p.chmod(0o755)
+def test_a_read_only_home_is_not_blamed_on_the_dataset(read_only, small_cifake, tmp_path):
+    home = read_only("home")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update(HOME=str(home), HF_HUB_OFFLINE="1")
+    done = subprocess.run(
+        [sys.executable, "-m", "cifake_hub.cli.main", "train", str(small_cifake), "--out",
+         str(tmp_path / "run")],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: datasets cannot write its cache") and "HF_HOME" in last
+    assert str(small_cifake) not in last  # the dataset is not the one blamed
 
 
 def test_read_only_outputs_are_refused_before_the_work(read_only, small_cifake, small_run):

@@ -8,6 +8,8 @@ stratified slice of train (by label and class), so model selection never sees th
 from __future__ import annotations
 
 import dataclasses
+import errno
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,9 +43,50 @@ def load_splits(dataset: Any) -> datasets.DatasetDict:
     import datasets
 
     if isinstance(dataset, datasets.DatasetDict):
-        return dataset
-    if isinstance(dataset, datasets.Dataset):
-        return datasets.DatasetDict({"train": dataset})
+        loaded = dataset
+    elif isinstance(dataset, datasets.Dataset):
+        loaded = datasets.DatasetDict({"train": dataset})
+    else:
+        loaded = _load(dataset)
+    for name, split in loaded.items():
+        require_columns(split, f"{dataset if isinstance(dataset, (str, Path)) else 'the dataset'}"
+                               f"'s {name!r} split")  # fmt: skip
+    return loaded
+
+
+def require_columns(ds: datasets.Dataset, what: str) -> None:
+    """Refuse rows without the columns every stage reads."""
+    missing = {"image", "label", "category"} - set(ds.column_names)
+    if missing:
+        raise DatasetFolderError(
+            f"{what} lacks column(s) {sorted(missing)} (it has {sorted(ds.column_names)}): it "
+            "is not a CIFAKE dataset; make one with `cifake import-kaggle` or `cifake build`"
+        )
+
+
+def _refuse_unwritable_cache(exc: BaseException, dataset: Any) -> None:
+    """A cache datasets cannot write (a read-only or full HOME) is not the dataset's fault."""
+    if not isinstance(exc, OSError) or exc.errno not in (
+        errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT
+    ):  # fmt: skip
+        return
+    where = Path(str(exc.filename or ""))
+    if exc.filename and Path(str(dataset)).exists():
+        inside = Path(os.path.abspath(where)).is_relative_to(os.path.abspath(str(dataset)))
+        if inside:
+            return
+    raise DatasetFolderError(
+        f"datasets cannot write its cache ({exc.strerror}: {where}); set HF_HOME or "
+        "HF_DATASETS_CACHE to a writable folder with free space"
+    ) from exc
+
+
+def _load(dataset: Any) -> datasets.DatasetDict:
+    import datasets
+
+    verbosity = datasets.logging.get_verbosity()
+    # datasets logs a file it cannot read before raising: the one error line below says it.
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
     try:
         loaded = datasets.load_dataset(str(dataset))
     except (
@@ -53,6 +96,7 @@ def load_splits(dataset: Any) -> datasets.DatasetDict:
         OSError,
         datasets.exceptions.DatasetGenerationError,
     ) as exc:
+        _refuse_unwritable_cache(exc, dataset)
         where = "folder" if Path(str(dataset)).exists() else "folder or Hub dataset id"
         why = (str(exc).strip().splitlines() or [""])[0][:160]
         raise DatasetFolderError(
@@ -60,6 +104,8 @@ def load_splits(dataset: Any) -> datasets.DatasetDict:
             "make one "
             "with `cifake import-kaggle` or `cifake build`, or check the repo id and HF_TOKEN"
         ) from exc
+    finally:
+        datasets.logging.set_verbosity(verbosity)
     assert isinstance(loaded, datasets.DatasetDict)
     return loaded
 
@@ -68,11 +114,7 @@ def to_arrays(ds: datasets.Dataset, rows: np.ndarray | None = None) -> Arrays:
     """Decode the images (of ``rows`` only, when given) into one uint8 array."""
     import datasets
 
-    missing = {"image", "label", "category"} - set(ds.column_names)
-    if missing:
-        raise DatasetFolderError(
-            f"dataset lacks column(s) {sorted(missing)}; it is not a CIFAKE dataset"
-        )
+    require_columns(ds, "the dataset")
     if rows is not None:
         ds = ds.select(rows)
     table = ds.cast_column("image", datasets.Image(decode=False)).with_format("arrow")[:]
