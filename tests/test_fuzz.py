@@ -192,8 +192,11 @@ def test_every_command_against_hostile_paths(
     paths |= corrupt_copies(inputs / "corrupt", {"imported dataset": imported, "run": small_run})
     image = tmp_path / "ok.png"
     image.write_bytes(_png(9))
-    ok = {"dataset": small_cifake, "run": small_run, "image": image, "tar": cifar_tar.path,
-          "zip": kaggle_zip.path}  # fmt: skip
+    # Private copies of the shared dataset and run: a command that succeeds writes into them.
+    ok = {"dataset": tmp_path / "dataset", "run": tmp_path / "run", "image": image,
+          "tar": cifar_tar.path, "zip": kaggle_zip.path}  # fmt: skip
+    shutil.copytree(small_cifake, ok["dataset"], symlinks=True)
+    shutil.copytree(small_run, ok["run"], symlinks=True)
     outputs = tmp_path / "outputs"
     outputs.mkdir()
     failures = []
