@@ -28,7 +28,7 @@ from cifake_hub.builders.generate import (
 from cifake_hub.errors import ConfigError
 from cifake_hub.images import encode_png, read_rgb, resize_to_final
 from cifake_hub.schema import CLASS_NAMES, FAKE, make_row
-from cifake_hub.zoo.families import FAMILIES, family_info
+from cifake_hub.zoo.families import family_info, reconstructing
 from cifake_hub.zoo.folder import ALIGNED, GeneratorFolder, is_aligned, is_zoo_folder, zoo_name
 from cifake_hub.zoo.sample import DEFAULT_T, ZooGenerator, resolve_generator_folder
 
@@ -50,10 +50,10 @@ class ZooImageGenerator:
         self.zoo = ZooGenerator(resolve_generator_folder(spec))
         family = self.zoo.family
         if self.aligned and not self.zoo.sampler.reconstructs:
-            able = ", ".join(n for n, f in FAMILIES.items() if f.reconstructs)
             raise ConfigError(
                 f"--generator {config.model_id}: a {family} cannot reconstruct an image, so it "
-                f"makes no aligned twins ({able} do); give it without aligned:"
+                f"makes no aligned twins ({', '.join(reconstructing())} do); give it without "
+                "aligned:"
             )
         if self.aligned and real_rows is None:
             raise ConfigError(f"--generator {config.model_id}: aligned twins need REAL rows")
@@ -61,6 +61,7 @@ class ZooImageGenerator:
         self._real: dict[str, dict[int, list[dict[str, Any]]]] = {}
         self.t = config.noise_t or DEFAULT_T
         scheduler = family_info(family).scheduler  # a diffusion family's ("": one pass)
+        self.diffusion = bool(scheduler)
         if scheduler and config.steps:  # `,steps=S` (or --steps): its steps; GANs/VAEs have none
             self.zoo.sampler.steps = config.steps
         self.settings = Settings(
@@ -83,7 +84,7 @@ class ZooImageGenerator:
         return {
             "family": self.zoo.family,
             "aligned": self.aligned,
-            "t": self.t if self.aligned and family_info(self.zoo.family).scheduler else None,
+            "t": self.t if self.aligned and self.diffusion else None,
             "epochs": training.get("epochs_done"),
             "train_images": training.get("train_images"),
             "train_seconds": training.get("train_seconds"),
@@ -124,10 +125,9 @@ class ZooImageGenerator:
             images = self.zoo.sampler.reconstruct(pixels, classes, seeds, t=self.t)
         else:
             images = self.zoo.sampler.generate(classes, seeds)
-        diffusion = bool(family_info(self.zoo.family).scheduler)
         out = []
         for i, (job, image, source) in enumerate(zip(jobs, images, sources, strict=True)):
-            seeded = diffusion or not self.aligned  # a VAE twin is the posterior mean: no draw
+            seeded = self.diffusion or not self.aligned  # a VAE twin is the posterior mean: no draw
             provenance: dict[str, Any] = {
                 "source": SOURCE if source is None else f"{ALIGNED}{source['source']}",
                 "source_file": None if source is None else source["source_file"],

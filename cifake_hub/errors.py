@@ -5,6 +5,11 @@ Every message says what was expected, what was received, and what to do next.
 
 from __future__ import annotations
 
+import errno
+
+# The system refusing a write (permissions, a read-only or full disk): the user's to fix.
+USER_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT})
+
 
 class CifakeError(Exception):
     """Base of every error the toolkit raises on purpose."""

@@ -8,7 +8,6 @@ stratified slice of train (by label and class), so model selection never sees th
 from __future__ import annotations
 
 import dataclasses
-import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cifake_hub.config import Config, option
-from cifake_hub.errors import ConfigError, DatasetFolderError, InvalidImageError
+from cifake_hub.errors import USER_ERRNOS, ConfigError, DatasetFolderError, InvalidImageError
 from cifake_hub.images import read_rgb
 from cifake_hub.schema import GENERATOR, IMAGE_SIZE, LABEL_NAMES, dataset_generators
 
@@ -66,9 +65,7 @@ def require_columns(ds: datasets.Dataset, what: str) -> None:
 
 def _refuse_unwritable_cache(exc: BaseException, dataset: Any) -> None:
     """A cache datasets cannot write (a read-only or full HOME) is not the dataset's fault."""
-    if not isinstance(exc, OSError) or exc.errno not in (
-        errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT
-    ):  # fmt: skip
+    if not isinstance(exc, OSError) or exc.errno not in USER_ERRNOS:
         return
     where = Path(str(exc.filename or ""))
     if exc.filename and Path(str(dataset)).exists():

@@ -40,7 +40,7 @@ def _record(obj: Any) -> dict[str, Any]:
     return {k: v for k, v in dataclasses.asdict(obj).items() if v is not None}
 
 
-def _from_record(cls: type[R], record: dict[str, Any]) -> R:
+def from_record(cls: type[R], record: dict[str, Any]) -> R:
     """``cls`` from a JSON record, ignoring keys it does not know (records of newer runs)."""
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     return cls(**{k: v for k, v in record.items() if k in names})
@@ -87,7 +87,7 @@ class TopologyResult:
 
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> TopologyResult:
-        return _from_record(cls, record)
+        return from_record(cls, record)
 
 
 def best_of(results: list[TopologyResult]) -> TopologyResult | None:
@@ -117,7 +117,7 @@ class RecipeResult:
 
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> RecipeResult:
-        return _from_record(cls, record)
+        return from_record(cls, record)
 
 
 @dataclass
@@ -318,8 +318,7 @@ class RunFolder(OutputFolder):
 
     def data_options(self) -> DataOptions:
         """The options the run carved its train and validation rows with."""
-        names = {f.name for f in dataclasses.fields(DataOptions)}
-        return DataOptions(**{k: v for k, v in self.config().items() if k in names})
+        return from_record(DataOptions, self.config())
 
     def validation_rows(self, label: np.ndarray, category: np.ndarray) -> np.ndarray:
         """The run's validation slice of a train split: rows its model was not trained on."""

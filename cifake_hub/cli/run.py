@@ -4,14 +4,12 @@ known errors become one line on stderr and exit code 1."""
 from __future__ import annotations
 
 import argparse
-import errno
 import os
 import sys
 
-from cifake_hub.errors import CifakeError
+from cifake_hub.errors import USER_ERRNOS, CifakeError
 
 DEBUG_VARIABLE = "CIFAKE_DEBUG"
-USER_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -8,11 +8,9 @@ conditions.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from cifake_hub.formatting import fmt_pct
-from cifake_hub.outputs import read_json
 from cifake_hub.training.run_folder import RunFolder
 
 Scores = dict[str, Any]  # metric name -> value (None where undefined)
@@ -68,10 +66,6 @@ class EvaluationReport:
     def from_dict(cls, record: dict[str, Any]) -> EvaluationReport:
         conditions = {n: ConditionScore.from_dict(n, c) for n, c in record["conditions"].items()}
         return cls(record, conditions)
-
-    @classmethod
-    def read(cls, path: str | Path) -> EvaluationReport:
-        return cls.from_dict(read_json(Path(path)))
 
     @classmethod
     def of_run(cls, run: RunFolder) -> EvaluationReport | None:

@@ -340,9 +340,10 @@ def _write(target: Path, report: dict[str, Any], model: Any, config: EvaluateCon
 
     with Replacement(target, EVALUATION_KIND, overwrite=True, what="evaluation folder") as staged:
         (staged / RunFolder.EVALUATION_REPORT).write_text(json_text(report))
-        render.robustness(EvaluationReport.from_dict(report), staged / render.ROBUSTNESS)
-        render.reliability_diagram(report["calibration"], staged / render.RELIABILITY)
-        render.per_class(report["per_class"], staged / render.PER_CLASS)
+        typed = EvaluationReport.from_dict(report)
+        render.robustness(typed, staged / render.ROBUSTNESS)
+        render.reliability_diagram(typed.calibration, staged / render.RELIABILITY)
+        render.per_class(typed.per_class, staged / render.PER_CLASS)
         if config.calibrate:
             t = report["calibration"]["temperature"]
             calibrated_model(model, t).save(staged / CALIBRATED_MODEL)

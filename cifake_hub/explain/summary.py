@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from cifake_hub.training.run_folder import RunFolder
+from cifake_hub.training.run_folder import RunFolder, from_record
 
 
 @dataclass
@@ -26,12 +25,7 @@ class GradcamSummary:
     road: dict[str, Any] | None = None  # ROAD curves and scores per method and baseline
 
     @classmethod
-    def from_dict(cls, record: dict[str, Any]) -> GradcamSummary:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in record.items() if k in names})
-
-    @classmethod
     def of_run(cls, run: RunFolder) -> GradcamSummary | None:
         """The run's summary (None: `cifake explain` has not run on it)."""
         record = run.gradcam_summary()
-        return None if record is None else cls.from_dict(record)
+        return None if record is None else from_record(cls, record)

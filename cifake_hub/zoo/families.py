@@ -86,9 +86,8 @@ class Family:
     ) -> Any:
         """Aligned twins of the images ``x0`` (families that reconstruct)."""
         raise ConfigError(
-            f"aligned: needs a family that reconstructs images "
-            f"({', '.join(n for n, f in FAMILIES.items() if f.reconstructs)}); {self.name!r} "
-            "cannot; use it as --generator GEN_DIR instead"
+            f"aligned: needs a family that reconstructs images ({', '.join(reconstructing())}); "
+            f"{self.name!r} cannot; use it as --generator GEN_DIR instead"
         )
 
     def export(self, trainer: Trainer, folder: GeneratorFolder) -> None:
@@ -123,6 +122,11 @@ FAMILIES: dict[str, Family] = {}
 def register_family(family: Family) -> Family:
     FAMILIES[family.name] = family
     return family
+
+
+def reconstructing() -> list[str]:
+    """The registered families that make aligned twins."""
+    return [name for name, family in FAMILIES.items() if family.reconstructs]
 
 
 def family_info(name: str) -> Family:
