@@ -5,6 +5,8 @@ On the command line (``cifake build --fake SPEC`` / ``--real SPEC``, repeatable)
     dir:PATH@NAME[:N]                       a folder of image files
     parquet:PATH@NAME[:N]                   a Parquet file, or a folder of them
     hub:REPO[:SPLIT][:COLUMN]@NAME[:N]      a Hub dataset (its SPLIT, its image COLUMN)
+    cifake:DATASET[:GENERATOR]@NAME[:N]     the FAKE rows of a CIFAKE dataset (folder or Hub
+                                            id), all of them or those of one GENERATOR
 
 ``NAME`` fills the ``generator`` column of FAKE rows (and ``source`` of every row); ``N``
 takes at most N images per class and split (those left out are counted). A row's class comes
@@ -35,7 +37,14 @@ from cifake_hub.builders.encoding import Encoding
 from cifake_hub.errors import ClassNameError, SourceError
 from cifake_hub.images import read_checked, read_regular
 from cifake_hub.outputs import printable
-from cifake_hub.schema import CLASS_NAMES, SPLITS, category_index
+from cifake_hub.schema import (
+    CLASS_NAMES,
+    FAKE,
+    GENERATOR,
+    SPLITS,
+    category_index,
+    dataset_generators,
+)
 
 CLASS_COLUMNS = ("category", "class")
 SPLIT_COLUMN = "split"
@@ -49,6 +58,7 @@ class ImportedSpec:
     cap: int | None = None  # at most this many per class and split
     hub_split: str | None = None
     column: str = "image"
+    generator: str | None = None  # cifake: only this generator's FAKE rows
 
     @classmethod
     def parse(cls, text: str, role: str) -> ImportedSpec:
@@ -57,8 +67,9 @@ class ImportedSpec:
         name, _, count = named.partition(":")
         if not at or not sep or kind not in FINDERS or not location or not name:
             raise SourceError(
-                f"--{role} {text!r}: write dir:PATH@NAME, parquet:PATH@NAME or "
-                "hub:REPO[:SPLIT][:COLUMN]@NAME (then :N for at most N per class and split)"
+                f"--{role} {text!r}: write dir:PATH@NAME, parquet:PATH@NAME, "
+                "hub:REPO[:SPLIT][:COLUMN]@NAME or cifake:DATASET[:GENERATOR]@NAME (then :N "
+                "for at most N per class and split)"
             )
         if count and not (count.isdigit() and int(count) >= 1):
             raise SourceError(f"--{role} {text!r}: the cap after the name must be N >= 1")
@@ -72,13 +83,18 @@ class ImportedSpec:
                 extra["hub_split"] = rest[0]
             if len(rest) == 2 and rest[1]:
                 extra["column"] = rest[1]
+        elif kind == "cifake":
+            location, _, generator = location.partition(":")
+            if generator:
+                extra["generator"] = generator
         return cls(kind, location, name, int(count) if count else None, **extra)
 
     @property
     def spec(self) -> str:
         """The spec without local paths (rows and cards name the source, not the disk)."""
         where = self.location if self.kind == "hub" else Path(self.location).name
-        return f"{self.kind}:{where}@{self.name}"
+        only = f":{self.generator}" if self.generator else ""
+        return f"{self.kind}:{where}{only}@{self.name}"
 
 
 @dataclass
@@ -244,17 +260,23 @@ def _parquet(path: Path, column: str) -> Iterator[Found]:
         yield from _table_rows(table.to_pylist(), column, f"{file.name}", str(file))
 
 
-def _hub(spec: ImportedSpec) -> Iterator[Found]:
+def _load(location: str, split: str | None, kind: str) -> Any:
     import datasets
 
     try:
-        loaded = datasets.load_dataset(spec.location, split=spec.hub_split)
+        return datasets.load_dataset(location, split=split)
     except (FileNotFoundError, ValueError, ConnectionError, OSError) as exc:
         why = (str(exc).strip().splitlines() or [""])[0][:160]
         raise SourceError(
-            f"hub:{spec.location}: cannot load it ({type(exc).__name__}: {why}); check the repo "
-            "id, the split, HF_TOKEN and HF_ENDPOINT"
+            f"{kind}:{location}: cannot load it ({type(exc).__name__}: {why}); check the path or "
+            "repo id, the split, HF_TOKEN and HF_ENDPOINT"
         ) from exc
+
+
+def _hub(spec: ImportedSpec) -> Iterator[Found]:
+    import datasets
+
+    loaded = _load(spec.location, spec.hub_split, "hub")
     parts = {spec.hub_split: loaded} if spec.hub_split else dict(loaded)
     for hub_split, ds in sorted(parts.items()):
         if spec.column not in ds.column_names:
@@ -268,6 +290,40 @@ def _hub(spec: ImportedSpec) -> Iterator[Found]:
         names = _class_names(ds.features)
         split = hub_split if hub_split in SPLITS else None
         yield from _table_rows(rows, spec.column, hub_split, spec.location, split, names)
+
+
+def _cifake(spec: ImportedSpec) -> Iterator[Found]:
+    """The FAKE rows of a CIFAKE dataset (of ``spec.generator`` only, when given). Its splits
+    are kept when it has a test split; otherwise --test-fraction decides, as for any source
+    without splits (the Kaggle train import, a build with --per-class-test 0)."""
+    import datasets
+
+    splits = dict(_load(spec.location, None, "cifake"))
+    first = next(iter(splits.values()))
+    if not {"image", "label", GENERATOR} <= set(first.column_names):
+        raise SourceError(
+            f"cifake:{spec.location}: not a CIFAKE dataset with a generator column (columns: "
+            f"{', '.join(first.column_names)}); bring it as parquet: or hub: instead"
+        )
+    names = dataset_generators(first.features)
+    if spec.generator is not None and spec.generator not in names:
+        raise SourceError(
+            f"cifake:{spec.location}: no generator {spec.generator!r}; it has "
+            f"{', '.join(names) or 'none'}"
+        )
+    keep = "test" in splits
+    for name, ds in sorted(splits.items()):
+        table = ds.select_columns(["image", "label", "category", GENERATOR])
+        table = table.cast_column("image", datasets.Image(decode=False)).with_format("arrow")[:]
+        fake = table.column("label").to_numpy() == FAKE
+        if spec.generator is not None:
+            generator = table.column(GENERATOR).fill_null(-1).to_numpy()
+            fake &= generator == names.index(spec.generator)
+        rows = np.flatnonzero(fake)
+        blobs = table.column("image").combine_chunks().field("bytes").to_pylist()
+        classes = table.column("category").to_pylist()
+        for row in rows.tolist():
+            yield Found(f"{name}/{row}", blobs[row], name if keep else None, classes[row])
 
 
 def _class_names(features: Any) -> list[str] | None:
@@ -332,4 +388,5 @@ FINDERS: dict[str, Callable[[ImportedSpec], Iterator[Found]]] = {
     "dir": lambda spec: _folder(Path(spec.location)),
     "parquet": lambda spec: _parquet(Path(spec.location), spec.column),
     "hub": lambda spec: _hub(spec),
+    "cifake": lambda spec: _cifake(spec),
 }

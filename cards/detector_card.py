@@ -8,6 +8,7 @@ from typing import Any
 
 from cifake_hub.cards.common import TEMPLATES
 from cifake_hub.cards.model_card import evaluation_summary
+from cifake_hub.cards.study_card import left_out_table
 from cifake_hub.errors import CifakeError
 from cifake_hub.evaluate.report import EvaluationReport
 from cifake_hub.formatting import fmt_int, fmt_pct
@@ -24,7 +25,12 @@ def _training(run: RunFolder) -> tuple[str, str, dict[str, Any], int, list[tuple
         r = RecipeResult.from_dict(read_json(run.recipe_result_path))
         recipe = run.config()["recipe_data"]
         what = f"Recipe `{r.recipe}`: {recipe['description']}."
-        facts = [("epochs", f"{r.epochs_run} (kept: epoch {r.best_epoch}, lowest validation loss)")]
+        kept = (
+            r.selection["why"] if r.selection else f"epoch {r.best_epoch}, lowest validation loss"
+        )
+        facts = [("epochs", f"{r.epochs_run} (kept: {kept})")]
+        if r.epoch_images:
+            facts.append(("images per epoch", f"{r.epoch_images:,}"))
         return what, fmt_int(r.params), r.validation, r.validation_images, facts + _cost(r)
     best = run.best()
     what = (
@@ -33,6 +39,32 @@ def _training(run: RunFolder) -> tuple[str, str, dict[str, Any], int, list[tuple
     )
     facts = [("epochs", f"{best.epochs_run} (early stopping on validation loss)")]
     return what, fmt_int(best.params), best.validation, best.validation_images, facts + _cost(best)
+
+
+CIFAKE_ONLY = (
+    "the Kaggle CIFAKE train split only (REAL: CIFAR-10 train photographs; FAKE: Stable "
+    "Diffusion 1.4 images)"
+)
+
+
+def _data_seen(run: RunFolder) -> tuple[str, bool]:
+    """(what the detector trained on, in words; whether that was several FAKE families)."""
+    if not run.recipe_result_path.exists():
+        return CIFAKE_ONLY, False
+    r = RecipeResult.from_dict(read_json(run.recipe_result_path))
+    if not r.train_generators or len(r.train_generators) < 2:
+        return CIFAKE_ONLY, False
+    fakes = ", ".join(f"`{g}` ({n:,})" for g, n in r.train_generators.items())
+    held = (
+        f"; FAKE family `{r.selection['family']}` was left out of training and only chose the "
+        "kept epoch"
+        if r.selection
+        else ""
+    )
+    return (
+        f"a mixed dataset of several FAKE generators (training rows of each: {fakes}){held}",
+        True,
+    )
 
 
 def _cost(r: Any) -> list[tuple[str, Any]]:
@@ -56,6 +88,7 @@ def render_detector_card(run_dir: str | Path, name: str, retrain: str) -> str:
         "recall_real": fmt_pct(m["tp"] / positives if positives else None),
         "recall_fake": fmt_pct(m["tn"] / negatives if negatives else None),
     }
+    data_seen, mixed = _data_seen(run)
     report = EvaluationReport.of_run(run)
     if report is not None and report.split != "validation":
         raise CifakeError(
@@ -73,4 +106,45 @@ def render_detector_card(run_dir: str | Path, name: str, retrain: str) -> str:
         evaluation=evaluation_summary(report),
         training=training,
         retrain=retrain,
+        data_seen=data_seen,
+        mixed=mixed,
+        study=_study(run),
+        ablation=ablation_table(read_json(run.file(RunFolder.ABLATION)))
+        if run.file(RunFolder.ABLATION).exists()
+        else None,
     )
+
+
+def _study(run: RunFolder) -> str | None:
+    record = run.study()
+    return None if record is None else left_out_table(record)
+
+
+def ablation_table(record: dict[str, Any]) -> str:
+    """bench/general_ablation.py's arms as a Markdown table: ROC AUC (95% bootstrap interval)
+    on the family no arm trained on, on the family each held out to choose its epoch, and
+    CIFAKE's accuracy and AUC."""
+
+    def auc(s: dict[str, Any]) -> str:
+        low, high = s["interval"]
+        return f"{s['roc_auc']:.3f} ({low:.3f}-{high:.3f})"
+
+    select = record["select_on"]
+    unseen = record["unseen"]
+    lines = [
+        "| arm | FAKE trained on | "
+        + " | ".join(f"unseen `{u}` AUC (95%)" for u in unseen)
+        + f" | `{select}` AUC (chose the epoch) | CIFAKE `sd14` accuracy / AUC | kept epoch |",
+        "|---|---|" + "---:|" * (len(unseen) + 3),
+    ]
+    for arm, a in record["arms"].items():
+        s = a["scores"]
+        change = ", ".join(f"{k} {v}" for k, v in a["change"].items())
+        what = " + ".join(a["trained_on"]) + (f" ({change})" if change else "")
+        lines.append(
+            f"| {arm} | {what} | "
+            + " | ".join(auc(s[u]) for u in unseen)
+            + f" | {auc(s[select])} | {fmt_pct(s['sd14']['accuracy'])} / "
+            f"{s['sd14']['roc_auc']:.4f} | {a['kept_epoch']}/{record['epochs']} |"
+        )
+    return "\n".join(lines)

@@ -100,6 +100,20 @@ def dataset_generators(features: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(getattr(column, "names", ()))
 
 
+# A zoo's aligned twins ("aligned:vae", or "aligned-vae" when brought under that name) are
+# the family they are named after, remade from REAL images: leaving a family out of
+# training leaves its twins out with it.
+ALIGNED_PREFIXES = ("aligned:", "aligned-")
+
+
+def generator_family(name: str) -> str:
+    """The family of a generator name: the name itself, or what an aligned twin is of."""
+    for prefix in ALIGNED_PREFIXES:
+        if name.startswith(prefix):
+            return name[len(prefix) :]
+    return name
+
+
 def make_row(
     image_bytes: bytes,
     label: int,

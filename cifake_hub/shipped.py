@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-DETECTORS = ("robust", "strong", "paper")
+DETECTORS = ("robust", "strong", "paper", "general")
 DEFAULT_DETECTOR = "robust"  # what `cifake predict` uses without --model
 FOLDER = Path(__file__).resolve().parent / "detectors"
 # 250 REAL + 250 FAKE Kaggle CIFAKE images per split (data/README.md): the main job's default

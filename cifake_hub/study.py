@@ -46,7 +46,7 @@ from cifake_hub.outputs import (
     record_file,
     writes,
 )
-from cifake_hub.schema import FAKE, REAL, dataset_generators
+from cifake_hub.schema import FAKE, REAL, dataset_generators, generator_family
 from cifake_hub.training.data import DataOptions
 from cifake_hub.training.recipes import RECIPES
 from cifake_hub.training.run_folder import RunFolder
@@ -93,18 +93,41 @@ class StudyFolder(OutputFolder):
 class Detector:
     name: str  # its run folder under runs/
     trained_on: tuple[int, ...]  # generator indices
-    left_out: int | None  # the generator it never saw, for leave-one-generator-out
+    # For leave-one-family-out: the first generator of the family it never saw (the others
+    # of that family, aligned twins, are left out with it).
+    left_out: int | None
 
 
-def detectors(names: tuple[str, ...]) -> list[Detector]:
-    """One per generator; with three or more, one per left-out generator too."""
-    slugs = [re.sub(r"[^a-z0-9]+", "-", n.lower()).strip("-")[-40:] for n in names]
-    out = [Detector(f"only-{g}-{slugs[g]}", (g,), None) for g in range(len(names))]
-    if len(names) >= 3:
+def families(names: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
+    """Generator indices per family (``schema.generator_family``: aligned twins go with the
+    family they remake), in the order of each family's first generator."""
+    out: dict[str, tuple[int, ...]] = {}
+    for g, name in enumerate(names):
+        family = generator_family(name)
+        out[family] = (*out.get(family, ()), g)
+    return out
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[-40:]
+
+
+def detectors(names: tuple[str, ...], left_out_only: bool = False) -> list[Detector]:
+    """One per generator (unless ``left_out_only``); with three families or more, one per
+    left-out family too (trained on every other family)."""
+    out = (
+        []
+        if left_out_only
+        else [Detector(f"only-{g}-{_slug(n)}", (g,), None) for g, n in enumerate(names)]
+    )
+    groups = families(names)
+    if len(groups) >= 3:
         everyone = range(len(names))
         out += [
-            Detector(f"without-{g}-{slugs[g]}", tuple(h for h in everyone if h != g), g)
-            for g in everyone
+            Detector(
+                f"without-{ids[0]}-{_slug(f)}", tuple(h for h in everyone if h not in ids), ids[0]
+            )
+            for f, ids in groups.items()
         ]
     return out
 
@@ -139,7 +162,7 @@ def run_study(
     test_sets = _test_sets(test.y, test.category, test_gen, used, config.seed)
 
     scores, trained = [], []
-    plan = [d for d in detectors(names) if set(d.trained_on) <= set(used)]
+    plan = _plan(config, names, used)
     for i, det in enumerate(plan, 1):
         rows = _train_rows(labels, classes, train_gen, det.trained_on, config.seed)
         what = " + ".join(names[g] for g in det.trained_on)
@@ -147,17 +170,11 @@ def run_study(
         run = RunFolder(folder.path / StudyFolder.RUNS / det.name)
         _train(config, run, train.select(rows), progress, say)
         prob = _predict(run, test.x)
-        trained.append(
-            {
-                "name": det.name,
-                "trained_on": [names[g] for g in det.trained_on],
-                "left_out": None if det.left_out is None else names[det.left_out],
-                "run": f"{StudyFolder.RUNS}/{det.name}",
-                "train_rows": int(len(rows)),
-            }
-        )
+        record, chosen_on = _detector_record(det, names, run, len(rows))
+        trained.append(record)
         for g, (fake, real) in test_sets.items():
-            scores.append(_score(det, names, g, fake, real, test.y, prob))
+            role = "selection" if g in chosen_on else "trained" if g in det.trained_on else "unseen"
+            scores.append(_score(det, names, g, role, fake, real, test.y, prob))
 
     record = {
         "dataset": str(config.dataset),
@@ -174,6 +191,43 @@ def run_study(
     _write(folder, record)
     _attach(folder, record, config, say)
     return StudyOutcome(folder.path, record)
+
+
+def _plan(config: StudyConfig, names: tuple[str, ...], used: list[int]) -> list[Detector]:
+    """The detectors to train; a recipe that chooses its epoch on an unseen family (general)
+    makes the leave-one-family-out ones only: each leaves one family out and holds another
+    out of training to choose its epoch on."""
+    unseen = config.recipe != PAPER and RECIPES[config.recipe].select_unseen
+    in_use = tuple(names[g] for g in used)
+    if unseen and len(families(in_use)) < 3:
+        raise ConfigError(
+            f"recipe {config.recipe!r} needs three generator families or more in "
+            f"{config.dataset} (one left out, one to choose the epoch on, the rest to train "
+            f"on); it has {', '.join(families(in_use))}"
+        )
+    return [d for d in detectors(names, left_out_only=unseen) if set(d.trained_on) <= set(used)]
+
+
+def _detector_record(
+    det: Detector, names: tuple[str, ...], run: RunFolder, rows: int
+) -> tuple[dict[str, Any], tuple[int, ...]]:
+    """(what the study records of a trained detector, the generators it held out of training
+    to choose its epoch on: recipe_result.json says which)."""
+    from cifake_hub.outputs import read_json
+
+    chosen = None
+    if run.recipe_result_path.exists():
+        chosen = read_json(run.recipe_result_path).get("selection")
+    chosen_on = tuple(names.index(n) for n in chosen["generators"]) if chosen else ()
+    record = {
+        "name": det.name,
+        "trained_on": [names[g] for g in det.trained_on if g not in chosen_on],
+        "left_out": None if det.left_out is None else generator_family(names[det.left_out]),
+        "selected_on": chosen["family"] if chosen else None,
+        "run": f"{StudyFolder.RUNS}/{det.name}",
+        "train_rows": rows,
+    }
+    return record, chosen_on
 
 
 def _generators_in_both(
@@ -257,26 +311,35 @@ def _predict(run: RunFolder, x: np.ndarray) -> np.ndarray:
     return np.asarray(model.predict(x, batch_size=1024, verbose=0), dtype=np.float64)[:, 0]
 
 
+BOOTSTRAP = 1000  # resamples for each cell's 95% interval
+
+
 def _score(
     det: Detector,
     names: tuple[str, ...],
     g: int,
+    role: str,
     fake: np.ndarray,
     real: np.ndarray,
     y: np.ndarray,
     prob: np.ndarray,
 ) -> dict[str, Any]:
+    from cifake_hub.evaluate.calibration import bootstrap
     from cifake_hub.training.metrics import binary_metrics
 
     rows = np.concatenate([fake, real])
     m = binary_metrics(y[rows], prob[rows])
+    low, high = bootstrap(y[rows], prob[rows], BOOTSTRAP, seed=g)["roc_auc"]
     return {
         "detector": det.name,
         "trained_on": " + ".join(names[h] for h in det.trained_on),
         "tested_on": names[g],
-        "seen": g in det.trained_on,
+        "seen": role == "trained",
+        "role": role,
         "accuracy": m["accuracy"],
         "roc_auc": m["roc_auc"],
+        "roc_auc_low": low,
+        "roc_auc_high": high,
         "recall_fake": float(np.mean(prob[fake] < 0.5)),
         "fake_rows": int(len(fake)),
         "real_rows": int(len(real)),
@@ -284,11 +347,11 @@ def _score(
 
 
 def _summary(scores: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean accuracy and AUC on generators the detectors saw in training and on the others."""
+    """Mean accuracy and AUC on generators the detectors saw in training and on those they
+    never saw (a family held out to choose the epoch on counts as neither)."""
     out: dict[str, Any] = {}
-    for seen in (True, False):
-        part = [s for s in scores if s["seen"] is seen]
-        key = "seen" if seen else "unseen"
+    for key in ("seen", "unseen"):
+        part = [s for s in scores if s["role"] == ("trained" if key == "seen" else "unseen")]
         for metric in ("accuracy", "roc_auc"):
             values = [s[metric] for s in part if s[metric] is not None]
             out[f"{key}_{metric}"] = float(np.mean(values)) if values else None
@@ -300,8 +363,11 @@ MATRIX_FIELDS = (
     "trained_on",
     "tested_on",
     "seen",
+    "role",
     "accuracy",
     "roc_auc",
+    "roc_auc_low",
+    "roc_auc_high",
     "recall_fake",
     "fake_rows",
     "real_rows",

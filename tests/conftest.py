@@ -53,6 +53,19 @@ def small_run(small_cifake, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def zoo(small_cifake, tmp_path_factory):
+    """Every zoo family's tiny preset, trained once on ``small_cifake``."""
+    from cifake_hub.zoo.config import ZooConfig
+    from cifake_hub.zoo.families import FAMILIES
+    from cifake_hub.zoo.train import train_generator
+
+    root = tmp_path_factory.mktemp("zoo")
+    for family in FAMILIES:
+        train_generator(small_cifake, root / family, ZooConfig(family, preset="tiny"))
+    return root
+
+
+@pytest.fixture(scope="session")
 def mixed_build(tmp_path_factory):
     """(CIFAR tar, dataset folder) of `cifake build` with two tiny generators (factories.MIX):
     3 train and 2 test images per class and label. Copy the folder before changing it."""

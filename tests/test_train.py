@@ -11,6 +11,7 @@ import pytest
 from cifake_hub.cli.main import main
 from cifake_hub.errors import ConfigError
 from cifake_hub.training.backend import import_keras
+from cifake_hub.training.data import Arrays
 from cifake_hub.training.recipes import (
     RECIPES,
     build_recipe_model,
@@ -19,7 +20,7 @@ from cifake_hub.training.recipes import (
 )
 from cifake_hub.training.run_folder import RunFolder
 from cifake_hub.training.search import Progress
-from cifake_hub.training.train import TrainConfig, degraded_batches, run_training
+from cifake_hub.training.train import TrainConfig, run_training, training_batches
 
 
 class StopAfter(Progress):
@@ -51,8 +52,10 @@ def test_recipes_are_data_listed_and_validated(capsys):
         TrainConfig(epochs=0)
     assert main(["train", "--list-recipes"]) == 0
     out = capsys.readouterr().out
-    assert "| degrade | 0.5 | 0.0 |" in out and "| epochs | 40 | 40 |" in out
-    assert "| flip average | True | True |" in out and "| shift average | 0 | 1 |" in out
+    # Columns: general, robust, strong.
+    assert "| degrade | 0.5 | 0.5 | 0.0 |" in out and "| epochs | 16 | 40 | 40 |" in out
+    assert "| flip average | True | True | True |" in out
+    assert "| shift average | 0 | 0 | 1 |" in out and "| inputs | rgb+npr | rgb | rgb |" in out
     with pytest.raises(ConfigError, match="invalid shift average -1"):
         dataclasses.replace(RECIPES["strong"], shift_average=-1)
 
@@ -129,7 +132,8 @@ def test_degradations_apply_to_training_batches_only():
     y = np.arange(40) % 2
     every = dataclasses.replace(RECIPES["robust"], degrade=1.0, batch_size=16)
     none = dataclasses.replace(every, degrade=0.0)
-    batches = degraded_batches(x, y, every, seed=3, first_epoch=0)
+    train = Arrays(x, y, np.zeros(40, np.int64), np.full(40, -1))
+    batches = training_batches(train, every, seed=3, first_epoch=0)
     images, labels = batches[0]
     rows = batches.order[:16]
     assert images.dtype == np.uint8 and labels.dtype == np.float32
@@ -138,8 +142,8 @@ def test_degradations_apply_to_training_batches_only():
     assert sum(changed) >= 14  # a mild JPEG or noise draw can leave a flat image unchanged
     np.testing.assert_array_equal(x, np.random.default_rng(1).integers(0, 256, x.shape, np.uint8))
     # Same seed, epoch and batch: the same batch (what a resumed run sees).
-    np.testing.assert_array_equal(images, degraded_batches(x, y, every, 3, 0)[0][0])
-    clean, _ = degraded_batches(x, y, none, seed=3, first_epoch=0)[0]
+    np.testing.assert_array_equal(images, training_batches(train, every, 3, 0)[0][0])
+    clean, _ = training_batches(train, none, seed=3, first_epoch=0)[0]
     np.testing.assert_array_equal(clean, x[rows])
 
 

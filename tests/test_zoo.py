@@ -36,15 +36,6 @@ def weights(folder: Path) -> dict[str, np.ndarray]:
     return out
 
 
-@pytest.fixture(scope="session")
-def zoo(small_cifake, tmp_path_factory):
-    """Every family's tiny preset, trained once on ``small_cifake``."""
-    root = tmp_path_factory.mktemp("zoo")
-    for family in FAMILIES:
-        train_generator(small_cifake, root / family, ZooConfig(family, preset="tiny"))
-    return root
-
-
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_tiny_family_writes_a_generator_folder(zoo, family):
     from cifake_hub.cards.generator_card import write_generator_card

@@ -29,12 +29,13 @@ class Arrays:
     x: np.ndarray  # (N, 32, 32, 3) uint8
     y: np.ndarray  # (N,) int64, FAKE=0 REAL=1
     category: np.ndarray  # (N,) int64
+    generator: np.ndarray  # (N,) int64: index in the dataset's generator names; -1: none
 
     def __len__(self) -> int:
         return len(self.y)
 
     def take(self, index: np.ndarray) -> Arrays:
-        return Arrays(self.x[index], self.y[index], self.category[index])
+        return Arrays(self.x[index], self.y[index], self.category[index], self.generator[index])
 
 
 def load_splits(dataset: Any) -> datasets.DatasetDict:
@@ -131,7 +132,12 @@ def to_arrays(ds: datasets.Dataset, rows: np.ndarray | None = None) -> Arrays:
     y = table.column("label").to_numpy().astype(np.int64)
     # -1: a brought image without a class (null in the dataset).
     category = table.column("category").fill_null(-1).to_numpy().astype(np.int64)
-    return Arrays(x, y, category)
+    generator = (
+        table.column(GENERATOR).fill_null(-1).to_numpy().astype(np.int64)
+        if dataset_generators(ds.features)
+        else np.full(len(y), -1, dtype=np.int64)
+    )
+    return Arrays(x, y, category, generator)
 
 
 def labels_and_classes(ds: datasets.Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -253,6 +259,7 @@ class TrainingData:
     validation: Arrays
     test: Arrays | None
     source_rows: int  # rows of the train split before any cap
+    generators: tuple[str, ...] = ()  # the names ``Arrays.generator`` indexes
 
 
 def prepare(dataset: Any, options: DataOptions) -> TrainingData:
@@ -275,5 +282,9 @@ def prepare(dataset: Any, options: DataOptions) -> TrainingData:
     train_rows, val_rows = options.carve(label, category)
     test = to_arrays(splits["test"]) if "test" in splits else None
     return TrainingData(
-        to_arrays(train, train_rows), to_arrays(train, val_rows), test, source_rows=label.size
+        to_arrays(train, train_rows),
+        to_arrays(train, val_rows),
+        test,
+        source_rows=label.size,
+        generators=dataset_generators(train.features),
     )

@@ -57,8 +57,15 @@ def seen_in_training(hashes: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 def record_from_dataset(run_dir: str | Path, dataset: str | Path) -> Path:
     """The training rows of a finished run (its dataset's train split less the validation
-    slice its settings carve), decoded and recorded."""
-    from cifake_hub.training.data import carve, labels_and_classes, load_splits, to_arrays
+    slice its settings carve and the FAKE family it held out), decoded and recorded."""
+    from cifake_hub.schema import dataset_generators, generator_family
+    from cifake_hub.training.data import (
+        carve,
+        generator_index,
+        labels_and_classes,
+        load_splits,
+        to_arrays,
+    )
 
     settings = RunFolder(run_dir).config()
     train = load_splits(dataset)["train"]
@@ -66,6 +73,10 @@ def record_from_dataset(run_dir: str | Path, dataset: str | Path) -> Path:
     rows, _ = carve(
         label, category, settings["val_fraction"], settings.get("max_train"), settings["seed"]
     )
+    if settings.get("hold_out"):
+        names = dataset_generators(train.features)
+        held = [i for i, n in enumerate(names) if generator_family(n) == settings["hold_out"]]
+        rows = rows[~np.isin(generator_index(train)[rows], held)]
     return write_training_hashes(run_dir, to_arrays(train, rows).x)
 
 

@@ -22,6 +22,8 @@ from cifake_hub.errors import ConfigError
 from cifake_hub.schema import IMAGE_SIZE
 from cifake_hub.training.backend import import_keras
 
+INPUTS = ("rgb", "npr", "rgb+npr")
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -45,6 +47,17 @@ class Recipe:
     # time. Defaults for runs saved before them.
     flip_average: bool = False
     shift_average: int = 0
+    # What the network sees (one of INPUTS): the pixels, their NPR residual (each pixel minus
+    # the top-left pixel of its 2x2 cell: what nearest-neighbour down- and up-sampling leaves,
+    # where upsampling layers leave their traces), or both as six channels.
+    inputs: str = "rgb"
+    # Each epoch takes every REAL training row and as many FAKE rows, in equal shares per
+    # generator (a small generator's rows repeat, a large one's rotate over the epochs).
+    balance: bool = False
+    # The kept epoch is the one that best separates a FAKE family left out of training
+    # (`cifake train --hold-out`) from the REAL validation rows, not the one with the lowest
+    # validation loss.
+    select_unseen: bool = False
 
     def __post_init__(self) -> None:
         checks = [
@@ -61,6 +74,7 @@ class Recipe:
             (0 <= self.shift < IMAGE_SIZE // 2, f"shift {self.shift}"),
             (0 <= self.degrade <= 1, f"degrade share {self.degrade}"),
             (0 <= self.shift_average < IMAGE_SIZE // 2, f"shift average {self.shift_average}"),
+            (self.inputs in INPUTS, f"inputs {self.inputs!r} (choose one of {INPUTS})"),
         ]
         for ok, what in checks:
             if not ok:
@@ -120,6 +134,25 @@ RECIPES: dict[str, Recipe] = {
             degrade=0.5,
             flip_average=True,
             **{**_VGG, "shift": 0},  # type: ignore[arg-type]
+        ),
+        Recipe(
+            name="general",
+            description=(
+                "built for generators it never saw: strong's network sees each image beside "
+                "its NPR residual (the image minus its nearest-neighbour down-up-sampled copy, "
+                "where upsampling leaves its traces); each epoch takes FAKE rows in equal "
+                "shares per generator of a mixed dataset; half the images of both labels are "
+                "degraded as robust's are; the kept epoch is the one that best separates a "
+                "FAKE family left out of training (--hold-out) from the REAL validation "
+                "images; flips, no shifts (they would move the 2x2 grid the residual reads); "
+                "the saved model averages each image with its mirror image"
+            ),
+            degrade=0.5,
+            flip_average=True,
+            inputs="rgb+npr",
+            balance=True,
+            select_unseen=True,
+            **{**_VGG, "shift": 0, "epochs": 16},  # type: ignore[arg-type]
         ),
     )
 }
@@ -205,6 +238,32 @@ def build_recipe_model(recipe: Recipe, *, augment: bool = True) -> Any:
     L = keras.layers
 
     image = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3), dtype="uint8", name="image")
+    head, trunk = _head(recipe, augment), _trunk(recipe)
+    # float32 output under mixed precision too (a float16 sigmoid saturates early).
+    probability = L.Activation("sigmoid", dtype="float32", name="probability")
+    name = f"cifake_{recipe.name}"
+    views = averaged_views(recipe.shift_average, recipe.flip_average)
+    several = not augment and len(views) > 1
+    if not several and recipe.inputs == "rgb":
+        return keras.Sequential([image, *head, *trunk, probability], name=name)
+
+    x = image
+    for layer in head:
+        x = layer(x)
+    if several:
+        x = keras.ops.concatenate([apply_view(keras.ops, x, view) for view in views], axis=0)
+    x = represent(recipe.inputs, x)
+    for layer in trunk:
+        x = layer(x)
+    if several:
+        average = L.Average(name=views_layer_name(recipe.shift_average, recipe.flip_average))
+        x = average(keras.ops.split(x, len(views), axis=0))
+    return keras.Model(image, probability(x), name=name)
+
+
+def _head(recipe: Recipe, augment: bool) -> list[Any]:
+    """Scaling, then (training only) the random flips and shifts."""
+    L = import_keras().layers
     head: list[Any] = [L.Rescaling(1 / 255, name="scale")]
     if augment and recipe.flip:
         head.append(L.RandomFlip("horizontal", name="flip"))
@@ -217,6 +276,12 @@ def build_recipe_model(recipe: Recipe, *, augment: bool = True) -> Any:
                 share, share, fill_mode="constant", interpolation="nearest", name="shift"
             )
         )
+    return head
+
+
+def _trunk(recipe: Recipe) -> list[Any]:
+    """The conv blocks, global pooling, dropout and the logit."""
+    L = import_keras().layers
     trunk: list[Any] = []
     for b, width in enumerate(recipe.widths, 1):
         for c in range(1, recipe.convs_per_block + 1):
@@ -232,22 +297,20 @@ def build_recipe_model(recipe: Recipe, *, augment: bool = True) -> Any:
     if recipe.dropout:
         trunk.append(L.Dropout(recipe.dropout, name="dropout"))
     trunk.append(L.Dense(1, name="logit"))
-    # float32 output under mixed precision too (a float16 sigmoid saturates early).
-    probability = L.Activation("sigmoid", dtype="float32", name="probability")
-    name = f"cifake_{recipe.name}"
-    views = averaged_views(recipe.shift_average, recipe.flip_average)
-    if augment or len(views) == 1:
-        return keras.Sequential([image, *head, *trunk, probability], name=name)
+    return trunk
 
-    x = image
-    for layer in head:
-        x = layer(x)
-    x = keras.ops.concatenate([apply_view(keras.ops, x, view) for view in views], axis=0)
-    for layer in trunk:
-        x = layer(x)
-    average = L.Average(name=views_layer_name(recipe.shift_average, recipe.flip_average))
-    logit = average(keras.ops.split(x, len(views), axis=0))
-    return keras.Model(image, probability(logit), name=name)
+
+def represent(inputs: str, x: Any) -> Any:
+    """``x`` (scaled pixels) as the network sees it (``Recipe.inputs``). Built-in layers only:
+    a plain ``keras.saving.load_model`` reads the model."""
+    if inputs == "rgb":
+        return x
+    L = import_keras().layers
+    # A 1x1 pool with stride 2 keeps the top-left pixel of every 2x2 cell.
+    cells = L.AveragePooling2D(1, strides=2, name="npr_down")(x)
+    up = L.UpSampling2D(2, interpolation="nearest", name="npr_up")(cells)
+    npr = L.Subtract(name="npr")([x, up])
+    return npr if inputs == "npr" else L.Concatenate(name="rgb_npr")([x, npr])
 
 
 def inference_copy(model: Any, recipe: Recipe) -> Any:

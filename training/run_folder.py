@@ -111,6 +111,11 @@ class RecipeResult:
     history: dict[str, list[float]]
     validation: Metrics
     precision: str = "float32"  # mixed_float16 when trained on a GPU
+    epoch_images: int | None = None  # images per epoch (a balanced epoch is not the train rows)
+    # FAKE training rows per generator (None: the dataset has no generator column).
+    train_generators: dict[str, int] | None = None
+    # With a family held out (`--hold-out`): which, its rows, and why the kept epoch was kept.
+    selection: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return _record(self)
@@ -185,18 +190,20 @@ class RunFolder(OutputFolder):
     ROAD_PLOT: ClassVar[str] = "road.png"
     STUDY: ClassVar[str] = "study.json"  # `cifake study`: the cross-generator record
     STUDY_PLOT: ClassVar[str] = "study_matrix.png"
+    # bench/general_ablation.py's record: what made the recipe generalise (shipped `general`).
+    ABLATION: ClassVar[str] = "ablation.json"
     # The rows the model trained on, as sorted 64-bit pixel hashes (training/leakage.py).
     TRAINING_HASHES: ClassVar[str] = "training_hashes.npy"
     # What goes to the model repo next to the model and its card.
     PUBLISHED_FILES: ClassVar[tuple[str, ...]] = (
-        CONFIG, RESULTS, TEST, STUDY, STUDY_PLOT, TRAINING_HASHES
+        CONFIG, RESULTS, TEST, STUDY, STUDY_PLOT, TRAINING_HASHES, ABLATION
     )  # fmt: skip
     PUBLISHED_DIRS: ClassVar[tuple[str, ...]] = (TABLES, PLOTS, GRADCAM, EVALUATION)
     EVALUATION_REPORT: ClassVar[str] = "evaluation.json"
     # What a shipped detector keeps of its run (cifake_hub/detectors/NAME/): the records a
     # model card, `evaluate`, `explain` and `cifake-publish --run NAME` read.
     SHIPPED_FILES: ClassVar[tuple[str, ...]] = (
-        CONFIG, RESULTS, RECIPE_RESULT, TEST, TRAINING_HASHES
+        CONFIG, RESULTS, RECIPE_RESULT, TEST, TRAINING_HASHES, STUDY, STUDY_PLOT, ABLATION
     )  # fmt: skip
     SHIPPED_DIRS: ClassVar[tuple[str, ...]] = (TABLES, PLOTS, EVALUATION)
 

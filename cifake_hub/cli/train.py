@@ -55,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
     final = outcome.test.final
     if final is not None:
         log(f"test: accuracy {final.metrics['accuracy']:.2%} AUC {final.metrics['roc_auc']:.4f}")
-    log(config.selection_note)
+    log(outcome.test.selection_sentence)
+    if result.selection is not None:
+        log(result.selection["why"])
     log(f"run folder: {outcome.run.path}")
     return 0

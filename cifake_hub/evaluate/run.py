@@ -282,7 +282,7 @@ def _leakage(
         # Leakage: pixels of the rows the model trained on (train less its validation slice).
         trained = None
         if rows.same_as_train:
-            validation = Arrays(rows.x, rows.y, rows.category)
+            validation = Arrays(rows.x, rows.y, rows.category, np.full(len(rows.y), -1))
             trained = np.setdiff1d(np.arange(train.num_rows), rows.held)
         else:
             validation = to_arrays(train, rows.held)
