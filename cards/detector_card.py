@@ -75,7 +75,11 @@ def _cost(r: Any) -> list[tuple[str, Any]]:
     ]
 
 
-def render_detector_card(run_dir: str | Path, name: str, retrain: str) -> str:
+def render_detector_card(
+    run_dir: str | Path, name: str, retrain: str, notes: str | None = None
+) -> str:
+    """The card of ``run_dir`` shipped as ``name``: ``retrain`` is the commands that make it
+    again, ``notes`` (Markdown) what its targets were and how far it got."""
     from jinja2 import Template
 
     run = RunFolder(run_dir)
@@ -106,6 +110,7 @@ def render_detector_card(run_dir: str | Path, name: str, retrain: str) -> str:
         evaluation=evaluation_summary(report),
         training=training,
         retrain=retrain,
+        notes=notes,
         data_seen=data_seen,
         mixed=mixed,
         study=_study(run),

@@ -263,6 +263,16 @@ def evaluation_summary(report: EvaluationReport | None) -> dict[str, Any] | None
         "threshold": f"{report.threshold or 0.5:.3f}",
         "accuracy_at_threshold": fmt_pct(cal.get("accuracy_at_threshold")),
         "leaked": fmt_int(report.leaked_rows),
+        "per_generator": [
+            {
+                "name": name,
+                "fake_rows": fmt_int(g["fake_rows"]),
+                "accuracy": fmt_pct(g["accuracy"]),
+                "auc": "n/a" if g["roc_auc"] is None else f"{g['roc_auc']:.4f}",
+                "caught": fmt_pct(g["recall_fake"]),
+            }
+            for name, g in report.per_generator.items()
+        ],
         "clean_without_leaked": fmt_pct(without) if without is not None else None,
     }
 

@@ -120,7 +120,8 @@ class PredictConfig(Config):
 
 def load_detector(spec: str | Path = DEFAULT_DETECTOR) -> Any:
     """The Keras detector ``spec`` names, resolved as ``--model`` is: a shipped detector
-    (``robust``, ``strong``, ``paper``), a run folder, a ``.keras`` file or a Hub model id."""
+    (``general``, ``robust``, ``strong``, ``paper``), a run folder, a ``.keras`` file or a
+    Hub model id."""
     return load_model(resolve_model(spec))
 
 

@@ -19,13 +19,20 @@ from cifake_hub.training.run_folder import RunFolder
 SHIPPED_DATASET = "cifake"  # what `cifake import-kaggle cifake-train.zip --out cifake` makes
 
 
-def ship_detector(run_dir: str | Path, name: str, retrain: str) -> Path:
+def ship_detector(
+    run_dir: str | Path,
+    name: str,
+    retrain: str,
+    dataset: str = SHIPPED_DATASET,
+    notes: str | None = None,
+) -> Path:
     """Copy the run's model (weights and architecture, no optimizer state) and its card into
-    the package as the shipped detector ``name``."""
+    the package as the shipped detector ``name``; its records name its training data
+    ``dataset``, the folder the ``retrain`` commands make."""
     if name not in DETECTORS:
         raise CifakeError(f"unknown shipped detector {name!r}; the package ships {DETECTORS}")
     run = RunFolder(run_dir)
-    card = render_detector_card(run.path, name, retrain)
+    card = render_detector_card(run.path, name, retrain, notes)
     model = load_model(run.require_model())
     keras_model = type(model).from_config(model.get_config())
     keras_model.set_weights(model.get_weights())
@@ -43,9 +50,10 @@ def ship_detector(run_dir: str | Path, name: str, retrain: str) -> Path:
     for sub in RunFolder.SHIPPED_DIRS:
         if (run.path / sub).is_dir():
             shutil.copytree(run.path / sub, staged / sub, ignore=shutil.ignore_patterns(".*"))
-    # The run's dataset was a local folder; users make theirs with `cifake import-kaggle
-    # cifake-train.zip --out cifake`, which is then the default dataset of evaluate/explain.
-    names = {"dataset": SHIPPED_DATASET, "model": name}
+    # The run's dataset was a local folder; users make theirs with the retrain commands
+    # (`cifake import-kaggle cifake-train.zip --out cifake` for most), which is then the
+    # default dataset of evaluate/explain.
+    names = {"dataset": dataset, "model": name}
     for path in [*staged.glob("*.json"), *staged.glob("*/*.json")]:
         record = portable_record(read_json(path), names)
         atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")

@@ -131,6 +131,14 @@ def test_general_holds_a_family_out_ships_and_predicts(general_mix, tmp_path, mo
     real_in_training = sum(r["label"] == REAL for r in train) - (v["tp"] + v["fn"])
     assert result["epoch_images"] == 2 * real_in_training  # REAL once, as many FAKE
     assert chosen["family"] in json.loads((run / "test_results.json").read_text())["selection"]
+    # The record of what it trained on leaves the held-out family out too.
+    from cifake_hub.training.data import load_splits, to_arrays
+    from cifake_hub.training.leakage import record_from_dataset, seen_in_training
+
+    hashes = np.load(record_from_dataset(run, general_mix))
+    arrays = to_arrays(load_splits(general_mix)["train"])
+    seen = seen_in_training(hashes, arrays.x)
+    assert not seen[arrays.generator == index].any() and seen.sum() >= result["train_images"]
 
     monkeypatch.setattr(shipped, "FOLDER", tmp_path / "package" / "detectors")
     folder = ship.ship_detector(run, "general", "cifake train mixed --recipe general")

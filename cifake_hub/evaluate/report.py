@@ -94,6 +94,11 @@ class EvaluationReport:
         return dict(self.record["per_class"])
 
     @property
+    def per_generator(self) -> dict[str, Any]:
+        """Per generator: its FAKE rows against every REAL row (empty with one generator)."""
+        return dict(self.record.get("per_generator") or {})
+
+    @property
     def resamples(self) -> int:
         return int(self.record["config"]["bootstrap"])
 
