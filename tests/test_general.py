@@ -153,6 +153,10 @@ def test_general_holds_a_family_out_ships_and_predicts(general_mix, tmp_path, mo
     assert model.name == "cifake_general"  # the shipped copy, not another detector
     prob = float(model.predict(np.zeros((1, 32, 32, 3), np.uint8), verbose=0)[0, 0])
     assert predicted == pytest.approx(prob, abs=1e-5)
+    # Grad-CAM takes the six-channel, view-averaged model apart like any other.
+    from cifake_hub.explain.gradcam import gradcam
+
+    assert gradcam(model, np.zeros((2, 32, 32, 3), np.uint8)).heatmaps.shape == (2, 32, 32)
 
 
 def test_study_leaves_one_family_out_and_chooses_the_epoch_on_another(general_mix, tmp_path):
