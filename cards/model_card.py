@@ -198,11 +198,21 @@ def _recipe_model(run: RunFolder, config: dict[str, Any]) -> dict[str, Any]:
         ("validation", f"{config['val_fraction']:.0%} of train, stratified by label and class"),
         ("train rows", "all" if config.get("max_train") is None else config["max_train"]),
         ("seed", config["seed"]),
-        ("epoch kept (lowest validation loss)", f"{result.best_epoch} of {result.epochs_run}"),
+        (
+            ("epoch kept (best on a held-out family)", result.selection["why"])
+            if result.selection
+            else (
+                "epoch kept (lowest validation loss)",
+                f"{result.best_epoch} of {result.epochs_run}",
+            )
+        ),
         ("training time", f"{result.train_seconds:,.0f} s ({result.train_seconds / 3600:.2f} h)"),
         ("training throughput", f"{result.train_images_per_second:,.0f} images/s"),
         ("precision", result.precision),
     ]
+    if result.train_generators:
+        counts = ", ".join(f"{g} {n:,}" for g, n in result.train_generators.items())
+        settings.append(("FAKE training rows per generator", counts))
     return {
         "title": f"CIFAKE detector: recipe {result.recipe}",
         "selected": result.validation,

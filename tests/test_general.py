@@ -131,6 +131,9 @@ def test_general_holds_a_family_out_ships_and_predicts(general_mix, tmp_path, mo
     real_in_training = sum(r["label"] == REAL for r in train) - (v["tp"] + v["fn"])
     assert result["epoch_images"] == 2 * real_in_training  # REAL once, as many FAKE
     assert chosen["family"] in json.loads((run / "test_results.json").read_text())["selection"]
+    assert main(["card", "model", str(run)]) == 0
+    model_card = (run / "README.md").read_text()
+    assert "epoch kept (best on a held-out family)" in model_card and chosen["why"] in model_card
     # The record of what it trained on leaves the held-out family out too.
     from cifake_hub.training.data import load_splits, to_arrays
     from cifake_hub.training.leakage import record_from_dataset, seen_in_training
