@@ -85,6 +85,21 @@ def test_balanced_epochs_share_fake_rows_equally_and_use_every_row_before_repeat
     assert sorted(epoch_rows(train, False, seed=3, epoch=0)) == list(range(85))
 
 
+def test_a_family_below_chance_at_every_epoch_is_said_so():
+    from cifake_hub.training.train import HeldOut, TrainState, selection_record
+
+    rows = Arrays(
+        np.zeros((4, 32, 32, 3), np.uint8), np.array([0, 0, 1, 1]), np.zeros(4), -np.ones(4)
+    )
+    held = HeldOut("dcgan", ("dcgan",), "given (--hold-out)", rows)
+    for aucs, warned in (([0.41, 0.48, 0.44], True), ([0.41, 0.62, 0.44], False)):
+        state = TrainState(epochs_done=3, history={"held_out_auc": aucs})
+        state.best_epoch, state.best_selection_auc = 2, max(aucs)
+        record = selection_record(held, state)
+        assert record["below_chance"] is warned and ("below chance" in record["why"]) is warned
+        assert record["kept_epoch"] == 2 and record["fake_rows"] == record["real_rows"] == 2
+
+
 def test_bring_one_generators_fake_rows_of_a_cifake_dataset(general_mix, tmp_path):
     names = generator_names(general_mix)
     source = [r for r in rows(general_mix) if r["label"] == FAKE and r["generator"] == 1]

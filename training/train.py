@@ -377,19 +377,29 @@ def _generator_rows(data: TrainingData) -> dict[str, int] | None:
     }
 
 
-def _selection_record(held: HeldOut, state: TrainState) -> dict[str, Any]:
+def selection_record(held: HeldOut, state: TrainState) -> dict[str, Any]:
+    """``RecipeResult.selection``: the held-out family, its rows, the kept epoch and why."""
     aucs = state.history.get("held_out_auc", [])
+    best = state.best_selection_auc
+    why = (
+        f"epoch {state.best_epoch} of {state.epochs_done} separated family {held.family!r}, "
+        f"which training never saw, best from the REAL validation images (ROC AUC {best:.4f}; "
+        "per epoch: " + ", ".join("n/a" if math.isnan(a) else f"{a:.4f}" for a in aucs) + ")"
+    )
+    if best is not None and best < 0.5:
+        # Every epoch ranked the unseen family's fakes as more REAL than REAL images: the
+        # kept epoch is the least wrong, not a good one, and the user must hear it.
+        why += (
+            "; warning: every epoch scored that family below chance, so the kept epoch is "
+            "the least wrong one, not a detector of it: train longer, or hold out another "
+            "family"
+        )
     return {
         **held.to_dict(),
         "kept_epoch": state.best_epoch,
-        "kept_auc": state.best_selection_auc,
-        "why": (
-            f"epoch {state.best_epoch} of {state.epochs_done} separated family "
-            f"{held.family!r}, which training never saw, best from the REAL validation images "
-            f"(ROC AUC {state.best_selection_auc:.4f}; per epoch: "
-            + ", ".join("n/a" if math.isnan(a) else f"{a:.4f}" for a in aucs)
-            + ")"
-        ),
+        "kept_auc": best,
+        "below_chance": best is not None and best < 0.5,
+        "why": why,
     }
 
 
@@ -505,7 +515,7 @@ def _finish(
         precision=precision,
         epoch_images=epoch_images,
         train_generators=_generator_rows(data),
-        selection=None if held is None else _selection_record(held, state),
+        selection=None if held is None else selection_record(held, state),
     )
     atomic_write_text(run.recipe_result_path, json_text(result.to_dict()))
     scores = TestResults(selection=config.selection_note)
