@@ -150,4 +150,12 @@ def ablation_table(record: dict[str, Any]) -> str:
             + f" | {fmt_pct(s['sd14']['accuracy'])} / {s['sd14']['roc_auc']:.4f} | "
             f"{a['kept_epoch']}/{record['epochs']} |"
         )
+    images = {a["epoch_images"] for a in record["arms"].values()}
+    lines += [
+        "",
+        f"Budget per arm: {record['real_rows']:,} REAL training rows (the same for every arm), "
+        f"{record['epochs']} epochs of {', '.join(f'{n:,}' for n in sorted(images))} images "
+        "(as many FAKE as REAL, equal shares per generator); the epoch with the lowest "
+        "validation loss kept.",
+    ]
     return "\n".join(lines)
