@@ -53,7 +53,8 @@ def ship_detector(
     # The run's dataset was a local folder; users make theirs with the retrain commands
     # (`cifake import-kaggle cifake-train.zip --out cifake` for most), which is then the
     # default dataset of evaluate/explain.
-    names = {"dataset": dataset, "model": name}
+    # A study's record names its output folder: NAME-study, as the README calls general's.
+    names = {"dataset": dataset, "model": name, "out": f"{name}-study"}
     for path in [*staged.glob("*.json"), *staged.glob("*/*.json")]:
         record = portable_record(read_json(path), names)
         atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
