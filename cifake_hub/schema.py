@@ -114,6 +114,16 @@ def generator_family(name: str) -> str:
     return name
 
 
+def generator_families(names: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    """Indices into ``names`` per family (:func:`generator_family`), in the order of each
+    family's first generator."""
+    out: dict[str, tuple[int, ...]] = {}
+    for g, name in enumerate(names):
+        family = generator_family(name)
+        out[family] = (*out.get(family, ()), g)
+    return out
+
+
 def make_row(
     image_bytes: bytes,
     label: int,

@@ -46,7 +46,13 @@ from cifake_hub.outputs import (
     record_file,
     writes,
 )
-from cifake_hub.schema import FAKE, REAL, dataset_generators, generator_family
+from cifake_hub.schema import (
+    FAKE,
+    REAL,
+    dataset_generators,
+    generator_families,
+    generator_family,
+)
 from cifake_hub.training.data import DataOptions
 from cifake_hub.training.recipes import RECIPES
 from cifake_hub.training.run_folder import RunFolder
@@ -98,16 +104,6 @@ class Detector:
     left_out: int | None
 
 
-def families(names: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
-    """Generator indices per family (``schema.generator_family``: aligned twins go with the
-    family they remake), in the order of each family's first generator."""
-    out: dict[str, tuple[int, ...]] = {}
-    for g, name in enumerate(names):
-        family = generator_family(name)
-        out[family] = (*out.get(family, ()), g)
-    return out
-
-
 def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[-40:]
 
@@ -120,7 +116,7 @@ def detectors(names: tuple[str, ...], left_out_only: bool = False) -> list[Detec
         if left_out_only
         else [Detector(f"only-{g}-{_slug(n)}", (g,), None) for g, n in enumerate(names)]
     )
-    groups = families(names)
+    groups = generator_families(names)
     if len(groups) >= 3:
         everyone = range(len(names))
         out += [
@@ -199,11 +195,11 @@ def _plan(config: StudyConfig, names: tuple[str, ...], used: list[int]) -> list[
     out of training to choose its epoch on."""
     unseen = config.recipe != PAPER and RECIPES[config.recipe].select_unseen
     in_use = tuple(names[g] for g in used)
-    if unseen and len(families(in_use)) < 3:
+    if unseen and len(generator_families(in_use)) < 3:
         raise ConfigError(
             f"recipe {config.recipe!r} needs three generator families or more in "
             f"{config.dataset} (one left out, one to choose the epoch on, the rest to train "
-            f"on); it has {', '.join(families(in_use))}"
+            f"on); it has {', '.join(generator_families(in_use))}"
         )
     return [d for d in detectors(names, left_out_only=unseen) if set(d.trained_on) <= set(used)]
 

@@ -58,7 +58,7 @@ def seen_in_training(hashes: np.ndarray, x: np.ndarray) -> np.ndarray:
 def record_from_dataset(run_dir: str | Path, dataset: str | Path) -> Path:
     """The training rows of a finished run (its dataset's train split less the validation
     slice its settings carve and the FAKE family it held out), decoded and recorded."""
-    from cifake_hub.schema import dataset_generators, generator_family
+    from cifake_hub.schema import dataset_generators, generator_families
     from cifake_hub.training.data import (
         carve,
         generator_index,
@@ -74,8 +74,7 @@ def record_from_dataset(run_dir: str | Path, dataset: str | Path) -> Path:
         label, category, settings["val_fraction"], settings.get("max_train"), settings["seed"]
     )
     if settings.get("hold_out"):
-        names = dataset_generators(train.features)
-        held = [i for i, n in enumerate(names) if generator_family(n) == settings["hold_out"]]
+        held = generator_families(dataset_generators(train.features))[settings["hold_out"]]
         rows = rows[~np.isin(generator_index(train)[rows], held)]
     return write_training_hashes(run_dir, to_arrays(train, rows).x)
 

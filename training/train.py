@@ -27,7 +27,7 @@ from cifake_hub.config import option
 from cifake_hub.degrade import random_degradation
 from cifake_hub.errors import ConfigError
 from cifake_hub.outputs import atomic_write_text, json_text, read_json, writes
-from cifake_hub.schema import FAKE, REAL, generator_family
+from cifake_hub.schema import FAKE, REAL, generator_families
 from cifake_hub.training.backend import import_keras
 from cifake_hub.training.data import Arrays, DataOptions, TrainingData, prepare
 from cifake_hub.training.recipes import (
@@ -203,9 +203,7 @@ def hold_out(
     config: TrainConfig, recipe: Recipe, data: TrainingData
 ) -> tuple[TrainingData, HeldOut | None]:
     """``data`` without the held-out family's rows, and that family's selection rows."""
-    families: dict[str, list[int]] = {}
-    for i, name in enumerate(data.generators):
-        families.setdefault(generator_family(name), []).append(i)
+    families = generator_families(data.generators)
     family, chosen = config.hold_out, "given (--hold-out)"
     if family is None:
         if not recipe.select_unseen:
