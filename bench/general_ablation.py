@@ -88,6 +88,7 @@ def main() -> None:
 
     import datasets
 
+    from cifake_hub.outputs import atomic_write_text
     from cifake_hub.schema import dataset_generators
     from cifake_hub.training.data import load_splits, to_arrays
     from cifake_hub.training.models import load_model
@@ -133,7 +134,7 @@ def main() -> None:
             "kept_epoch": result["best_epoch"],
             "scores": score(test.y, test.category, test.generator, names, prob[:, 0].astype(float)),
         }
-        (out / "ablation.json").write_text(json.dumps(record, indent=1) + "\n")
+        atomic_write_text(out / "ablation.json", json.dumps(record, indent=1) + "\n")
     from cifake_hub.cards.detector_card import ablation_table
 
     print(ablation_table(record))
